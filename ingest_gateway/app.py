@@ -1,0 +1,174 @@
+"""The gateway's composition root: ``create_app`` wires routes to injected seams.
+
+``create_app`` takes every seam (publisher, source registry, id factory, clock, metrics
+registry); ``kafka_app`` builds the production wiring from settings.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+from schemas import RequestInfo, TrackPayload, describe_validation_error
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_gateway.body import read_json_body
+from ingest_gateway.errors import GatewayError, InvalidPayload, Unavailable
+from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
+from ingest_gateway.metrics import GatewayMetrics
+from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed
+from ingest_gateway.sources import SourceRegistry, check_source
+from trackflow.config_topic import ConfigFollower
+from trackflow.settings import Settings
+
+__all__ = ["create_app", "kafka_app"]
+
+ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    publisher: Publisher,
+    sources: SourceRegistry,
+    services: Sequence[Service] = (),
+    ready_checks: Sequence[ReadyCheck] = (),
+    new_id: IdFactory = _new_id,
+    clock: Callable[[], datetime] = _utcnow,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    metrics = GatewayMetrics(registry or CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for service in services:
+            await service.start()
+        try:
+            yield
+        finally:
+            for service in reversed(services):
+                await service.stop()
+
+    app = FastAPI(title="trackflow gateway", lifespan=lifespan)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> Response:
+        metrics.events_rejected.labels(exc.code).inc()
+        metrics.requests.labels(request.url.path, str(exc.status)).inc()
+        return json_response(exc.body(), exc.status, exc.headers())
+
+    async def publish(accepted: Accepted) -> None:
+        started = time.perf_counter()
+        try:
+            await publisher.publish(to_records(accepted.events))
+        except PublishFailed as exc:
+            raise Unavailable(
+                f"events not accepted: {exc}; retry later", settings.retry_after_seconds
+            ) from None
+        metrics.produce_seconds.observe(time.perf_counter() - started)
+
+    @app.post("/track")
+    async def track(request: Request) -> Response:
+        payload = parse_track(
+            await read_json_body(request, settings.max_body_bytes),
+            settings.max_events_per_request,
+        )
+        check_source(sources, payload.source.id, request.headers.get("origin"))
+        accepted = accept_track(payload, request_info(request), new_id=new_id, now=clock())
+        await publish(accepted)
+        metrics.events_accepted.labels(payload.source.id).inc(len(accepted.events))
+        metrics.requests.labels("/track", "200").inc()
+        return json_response(accepted.response())
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "alive"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        checks = [await check() for check in (publisher.is_ready, *ready_checks)]
+        failing = [reason for ok, reason in checks if not ok]
+        if failing:
+            return json_response({"status": "not ready", "reasons": failing}, 503)
+        return json_response({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def parse_track(body: Any, max_events: int) -> TrackPayload:
+    if not isinstance(body, dict):
+        raise InvalidPayload(f"expected a JSON object, got {type(body).__name__}")
+    events = body.get("events")
+    if isinstance(events, list) and len(events) > max_events:
+        raise InvalidPayload(
+            f"events: at most {max_events} events per request (got {len(events)})",
+            [{"field": "events", "message": f"at most {max_events} events"}],
+        )
+    try:
+        return TrackPayload.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise InvalidPayload(describe_validation_error(exc), details) from None
+
+
+def request_info(request: Request) -> RequestInfo:
+    headers = request.headers
+    return RequestInfo(
+        ip=request.client.host if request.client else None,
+        user_agent=headers.get("user-agent"),
+        origin=headers.get("origin"),
+        referer=headers.get("referer"),
+    )
+
+
+def kafka_app(settings: Settings) -> FastAPI:
+    """Production wiring: an idempotent Kafka publisher and the followed config topic."""
+    publisher = KafkaPublisher(settings.kafka_bootstrap, settings.publish_timeout_seconds)
+    sources = SourceRegistry()
+    follower = ConfigFollower(settings.kafka_bootstrap, sources.apply)
+
+    async def config_ready() -> tuple[bool, str]:
+        return follower.caught_up, "ok" if follower.caught_up else "config topic not read yet"
+
+    return create_app(
+        settings,
+        publisher=publisher,
+        sources=sources,
+        services=[publisher, follower],
+        ready_checks=[config_ready],
+    )

@@ -1,0 +1,47 @@
+"""Reading a request body within the size limit and parsing it as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from ingest_gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["read_json_body"]
+
+_ACCEPTED_TYPES = ("application/json", "text/plain", "")
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    _check_content_type(request.headers.get("content-type", ""))
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit} bytes")
+    body = await _read_limited(request, limit)
+    if not body:
+        raise BadRequest("empty body; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def _check_content_type(header: str) -> None:
+    media_type = header.split(";", 1)[0].strip().lower()
+    if media_type not in _ACCEPTED_TYPES and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"content type {media_type!r} is not accepted; send application/json or text/plain"
+        )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,110 @@
+"""The workers' composition root: one Faust app, one agent per stage.
+
+    trackflow.events.raw.v1 ──> store ──> PostgreSQL (events, profiles, sessions)
+              │                   └──> trackflow.events.failed.v1 ──> store_failed ──> failed_events
+
+Each agent decodes, calls its stage, forwards, and acknowledges a message only after
+what it produced is durable (database commit or broker ack), so a crash replays and the
+idempotent store never loses or doubles an event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+from schemas import FailedEvent, encode
+from schemas.topics import EVENTS_FAILED, EVENTS_RAW
+
+from processors.postgres import PostgresStore
+from processors.store_step import Message, StoreStep
+from trackflow.settings import Settings
+
+__all__ = ["create_worker_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_worker_app(settings: Settings, store: PostgresStore | None = None) -> faust.App:
+    app = faust.App(
+        settings.worker_id,
+        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        topic_replication_factor=1,
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        web_bind=settings.worker_host,
+        web_host=settings.worker_host,
+        web_port=settings.worker_port,
+        web_in_thread=False,
+    )
+    db = store or PostgresStore(settings.dsn())
+    raw_topic = app.topic(EVENTS_RAW, key_serializer="raw", value_serializer="raw")
+    failed_topic = app.topic(EVENTS_FAILED, key_serializer="raw", value_serializer="raw")
+
+    async def send_failed(failures: Sequence[FailedEvent]) -> None:
+        pending = [
+            await failed_topic.send(key=(f.event_id or "").encode(), value=encode(f))
+            for f in failures
+        ]
+        for future in pending:
+            await future  # the broker has it before the source offset is acked
+
+    store_step = StoreStep(db, send_failed, settings.store_retry_max_seconds)
+
+    @app.agent(raw_topic, name="store")
+    async def store_events(stream: StreamT[Any]) -> None:
+        await db.start()
+        async for events in stream.noack_take(settings.store_batch_size, settings.store_batch_seconds):
+            await store_step([_message(e) for e in events])
+            await _ack_all(stream, events)
+
+    @app.agent(failed_topic, name="store_failed")
+    async def store_failed(stream: StreamT[Any]) -> None:
+        await db.start()
+        async for events in stream.noack_take(settings.store_batch_size, settings.store_batch_seconds):
+            await db.write_failed(_decode_failures(events))
+            await _ack_all(stream, events)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        db_ok, db_reason = await db.ping()
+        assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
+        reasons = ([] if db_ok else [db_reason]) + ([] if assigned else ["no partitions assigned"])
+        status = 200 if not reasons else 503
+        body = {"status": "ready" if status == 200 else "not ready", "reasons": reasons,
+                "partitions": assigned}
+        return web.json(body, status=status)
+
+    return app
+
+
+def _message(event: EventT[Any]) -> Message:
+    m = event.message
+    return Message(m.topic, m.partition, m.offset, event.value)
+
+
+def _decode_failures(events: Sequence[EventT[Any]]) -> list[FailedEvent]:
+    failures = []
+    for event in events:
+        try:
+            failures.append(FailedEvent.model_validate_json(event.value))
+        except ValueError as exc:
+            m = event.message
+            log.error("skipping unreadable failed-event record %s[%s]@%s: %s",
+                      m.topic, m.partition, m.offset, exc)
+    return failures
+
+
+async def _ack_all(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:
+    for event in events:
+        await stream.ack(event)

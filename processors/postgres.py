@@ -1,0 +1,107 @@
+"""PostgreSQL adapter for the store stage (psycopg 3, async pool, COPY into a temp table)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from schemas import FailedEvent
+
+from processors.errors import InvalidEvent, StoreUnavailable
+from processors.store import EVENT_COLUMNS, EventRow
+
+__all__ = ["PostgresStore"]
+
+_COLUMNS = ", ".join(EVENT_COLUMNS)
+
+_CREATE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming_events"
+    " (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+
+# One statement: insert the new events, then count profile and session activity for
+# exactly the rows that were new, so replays change nothing.
+_UPSERT = f"""
+WITH new AS (
+    INSERT INTO events ({_COLUMNS})
+    SELECT {_COLUMNS} FROM incoming_events
+    ON CONFLICT (id) DO NOTHING
+    RETURNING profile_id, session_id, received_at
+), profile_activity AS (
+    INSERT INTO profiles AS p (id, created_at, last_event_at, event_count)
+    SELECT profile_id, min(received_at), max(received_at), count(*) FROM new GROUP BY profile_id
+    ON CONFLICT (id) DO UPDATE SET
+        event_count = p.event_count + EXCLUDED.event_count,
+        last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),
+        updated_at = now()
+), session_activity AS (
+    INSERT INTO sessions AS s (id, profile_id, started_at, last_seen_at, event_count)
+    SELECT session_id, min(profile_id), min(received_at), max(received_at), count(*)
+    FROM new WHERE session_id IS NOT NULL GROUP BY session_id
+    ON CONFLICT (id) DO UPDATE SET
+        event_count = s.event_count + EXCLUDED.event_count,
+        started_at = least(s.started_at, EXCLUDED.started_at),
+        last_seen_at = greatest(s.last_seen_at, EXCLUDED.last_seen_at)
+)
+SELECT count(*) FROM new
+"""
+
+_INSERT_FAILED = """
+INSERT INTO failed_events
+    (stage, reason, topic, kafka_partition, kafka_offset, event_id, failed_at, payload)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (stage, topic, kafka_partition, kafka_offset) DO NOTHING
+"""
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, max_connections: int = 4) -> None:
+        self._pool = AsyncConnectionPool(
+            dsn, min_size=1, max_size=max_connections, open=False, timeout=10.0
+        )
+
+    async def start(self) -> None:
+        await self._pool.open(wait=False)
+
+    async def stop(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> tuple[bool, str]:
+        try:
+            async with self._pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            return False, f"postgresql unreachable: {exc}"
+        return True, "ok"
+
+    async def write_events(self, rows: Sequence[EventRow]) -> int:
+        """Store the rows in one transaction; return how many were new."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute(_CREATE_STAGING)
+                async with conn.cursor().copy(
+                    f"COPY incoming_events ({_COLUMNS}) FROM STDIN"  # type: ignore[arg-type]
+                ) as copy:
+                    for row in rows:
+                        await copy.write_row(row)
+                cursor = await conn.execute(_UPSERT)  # type: ignore[arg-type]
+                result = await cursor.fetchone()
+                return int(result[0]) if result else 0
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("store", f"postgresql unavailable: {exc}") from exc
+        except psycopg.Error as exc:
+            raise InvalidEvent("store", f"postgresql rejected the rows: {exc}") from exc
+
+    async def write_failed(self, failures: Sequence[FailedEvent]) -> None:
+        params = [
+            (f.stage, f.reason, f.topic, f.partition, f.offset, f.event_id, f.failed_at,
+             f.payload.replace("\x00", "\ufffd"))
+            for f in failures
+        ]
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                async with conn.cursor() as cursor:
+                    await cursor.executemany(_INSERT_FAILED, params)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("store", f"postgresql unavailable: {exc}") from exc

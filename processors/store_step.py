@@ -1,0 +1,108 @@
+"""The store step between Kafka and PostgreSQL: decode, plan rows, write, route failures.
+
+It returns only once every message of the batch is either stored or recorded as failed,
+so the caller may then acknowledge the offsets. PostgreSQL outages are retried here with
+backoff; nothing is acknowledged while they last.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from schemas import FailedEvent, InvalidMessage, decode_raw_event
+
+from processors.errors import InvalidEvent
+from processors.postgres import PostgresStore
+from processors.retry import retry_while_retriable
+from processors.store import ROW_OFFSET, ROW_PARTITION, STAGE, EventRow, Located, plan_event_rows
+
+__all__ = ["Message", "StoreStep"]
+
+log = logging.getLogger(__name__)
+
+SendFailed = Callable[[Sequence[FailedEvent]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+class StoreStep:
+    def __init__(self, store: PostgresStore, send_failed: SendFailed, retry_cap: float) -> None:
+        self._store = store
+        self._send_failed = send_failed
+        self._retry_cap = retry_cap
+
+    async def __call__(self, batch: Sequence[Message]) -> int:
+        """Store a batch; return the number of events that were new."""
+        located, failures = self._decode(batch)
+        rows, rejected = plan_event_rows(located)
+        failures += [
+            _failed(_find(batch, item.partition, item.offset), exc.reason, item.event.id)
+            for item, exc in rejected
+        ]
+        if failures:
+            await self._send_failed(failures)
+        try:
+            return await self._write(rows)
+        except InvalidEvent:
+            return await self._write_one_by_one(batch, rows)
+
+    async def _write(self, rows: Sequence[EventRow]) -> int:
+        if not rows:
+            return 0
+        return await retry_while_retriable(
+            lambda: self._store.write_events(rows), "store batch", self._retry_cap
+        )
+
+    async def _write_one_by_one(self, batch: Sequence[Message], rows: Sequence[EventRow]) -> int:
+        """PostgreSQL rejected the batch: find the rows it rejects, and route only those."""
+        stored = 0
+        for row in rows:
+            try:
+                stored += await self._write([row])
+            except InvalidEvent as exc:
+                origin = _find(batch, row[ROW_PARTITION], row[ROW_OFFSET])
+                await self._send_failed([_failed(origin, exc.reason, row[0])])
+        return stored
+
+    def _decode(self, batch: Sequence[Message]) -> tuple[list[Located], list[FailedEvent]]:
+        located: list[Located] = []
+        failures: list[FailedEvent] = []
+        for message in batch:
+            try:
+                event = decode_raw_event(message.value)
+            except InvalidMessage as exc:
+                log.error(
+                    "invalid message stage=%s topic=%s partition=%s offset=%s: %s",
+                    STAGE, message.topic, message.partition, message.offset, exc.reason,
+                )
+                failures.append(_failed(message, exc.reason, None))
+                continue
+            located.append(Located(event, message.partition, message.offset))
+        return located, failures
+
+
+def _find(batch: Sequence[Message], partition: int, offset: int) -> Message:
+    return next(m for m in batch if m.partition == partition and m.offset == offset)
+
+
+def _failed(message: Message, reason: str, event_id: str | None) -> FailedEvent:
+    return FailedEvent(
+        stage=STAGE,
+        reason=reason,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        event_id=event_id,
+        failed_at=datetime.now(UTC),
+        payload=(message.value or b"").decode("utf-8", errors="replace"),
+    )
+

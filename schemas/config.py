@@ -1,0 +1,44 @@
+"""Records on the compacted config topic: event sources (and, later, rules).
+
+Key: ``source:<id>``; value: a :class:`ConfigRecord` as JSON. A source is never deleted,
+only disabled, so the audit trail stays in the topic until compaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CONFIG_VERSION", "ConfigRecord", "EventSource", "source_key"]
+
+CONFIG_VERSION = 1
+
+
+class EventSource(BaseModel):
+    """Where events come from: a site, an app, a backend service."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    enabled: bool = True
+    allowed_origins: tuple[str, ...] = ("*",)
+    updated_at: datetime
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """A request without an Origin header (server side) is always allowed."""
+        return origin is None or "*" in self.allowed_origins or origin in self.allowed_origins
+
+
+class ConfigRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = CONFIG_VERSION
+    kind: Literal["source"]
+    source: EventSource
+
+
+def source_key(source_id: str) -> bytes:
+    return f"source:{source_id}".encode()

@@ -1,0 +1,3 @@
+from trackflow.cli import main
+
+main()

@@ -1,0 +1,220 @@
+"""The ``trackflow`` command.
+
+Every command reads one frozen :class:`Settings` (``TRACKFLOW_*`` env, flags win) and
+reports bad input as ``trackflow: error: ...`` with exit code 1 (usage errors: 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from schemas.codec import describe_validation_error
+
+from trackflow.settings import Settings, SettingsError, load_settings
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+class Failure(click.ClickException):
+    """An operational error: printed as ``trackflow: error: ...``, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"trackflow: error: {self.format_message()}", err=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise Failure(str(exc)) from None
+
+
+def _run(coro: Coroutine[Any, Any, T], bootstrap: str) -> T:
+    try:
+        return asyncio.run(asyncio.wait_for(coro, 60))
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise Failure(f"cannot reach Kafka at {bootstrap}: {exc!r}") from None
+
+
+def _kafka_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--kafka", "kafka_bootstrap", help="Kafka bootstrap servers [TRACKFLOW_KAFKA_BOOTSTRAP]"
+    )(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="trackflow")
+def main() -> None:
+    """trackflow: collect behavioural events, process them in stages, store them."""
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), help="[TRACKFLOW_STATE_DIR]")
+@click.option("--gateway-port", type=int, help="[TRACKFLOW_GATEWAY_PORT]")
+@click.option("--worker-port", type=int, help="[TRACKFLOW_WORKER_PORT]")
+@click.option("--kafka-port", type=int, help="[TRACKFLOW_KAFKA_PORT]")
+@click.option("--kafka-controller-port", type=int, help="[TRACKFLOW_KAFKA_CONTROLLER_PORT]")
+@click.option("--postgres-port", type=int, help="[TRACKFLOW_POSTGRES_PORT]")
+def up(**flags: Any) -> None:
+    """Run the whole local stack in the foreground: broker, database, gateway, worker."""
+    from trackflow.up import StackFailed, run_stack
+
+    try:
+        sys.exit(run_stack(_settings(**flags)))
+    except StackFailed as exc:
+        raise Failure(str(exc)) from None
+
+
+@main.command()
+@_kafka_option
+@click.option("--host", "gateway_host", help="[TRACKFLOW_GATEWAY_HOST]")
+@click.option("--port", "gateway_port", type=int, help="[TRACKFLOW_GATEWAY_PORT]")
+def gateway(**flags: Any) -> None:
+    """Run the HTTP gateway against an existing Kafka."""
+    import uvicorn
+
+    from ingest_gateway import kafka_app
+    from trackflow.logs import configure_logging
+
+    settings = _settings(**flags)
+    configure_logging(settings)
+    uvicorn.run(
+        kafka_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@main.command()
+@_kafka_option
+@click.option("--database-url", help="[TRACKFLOW_DATABASE_URL]")
+@click.option("--port", "worker_port", type=int, help="health/metrics port [TRACKFLOW_WORKER_PORT]")
+def worker(**flags: Any) -> None:
+    """Run the stream processors (Faust worker) against existing Kafka and PostgreSQL."""
+    import faust
+
+    from processors.app import create_worker_app
+
+    settings = _settings(**flags)
+    app = create_worker_app(settings)
+    faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.option("--database-url", help="[TRACKFLOW_DATABASE_URL]")
+def migrate(**flags: Any) -> None:
+    """Apply pending database migrations."""
+    import psycopg
+
+    from processors.migrate import apply_migrations
+
+    settings = _settings(**flags)
+    try:
+        applied = apply_migrations(settings.dsn())
+    except psycopg.Error as exc:
+        raise Failure(f"migration failed: {exc}") from None
+    for m in applied:
+        click.echo(f"applied {m.version:04d}_{m.name}")
+    click.echo(f"database schema up to date ({len(applied)} applied now)")
+
+
+@main.command()
+@_kafka_option
+@click.option("--partitions", "topic_partitions", type=int, help="[TRACKFLOW_TOPIC_PARTITIONS]")
+def topics(**flags: Any) -> None:
+    """Create trackflow's Kafka topics (existing ones are left alone)."""
+    from trackflow.kafka_admin import ensure_topics
+
+    settings = _settings(**flags)
+    created = _run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions),
+                   settings.kafka_bootstrap)
+    for name in created:
+        click.echo(f"created {name}")
+    click.echo(f"topics ready ({len(created)} created now)")
+
+
+@main.group()
+def sources() -> None:
+    """Register, list and disable event sources."""
+
+
+def _source_command(f: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(f)
+    def wrapper(**kwargs: Any) -> Any:
+        from trackflow.sources import SourceCommandError
+
+        try:
+            return f(**kwargs)
+        except SourceCommandError as exc:
+            raise Failure(str(exc)) from None
+        except ValidationError as exc:
+            raise Failure("invalid source: " + describe_validation_error(exc)) from None
+
+    return _kafka_option(wrapper)
+
+
+@sources.command("add")
+@click.argument("name")
+@click.option("--id", "source_id", help="source id (default: a new UUID)")
+@click.option("--origin", "origins", multiple=True, help="allowed Origin; repeat; default any")
+@_source_command
+def sources_add(name: str, source_id: str | None, origins: tuple[str, ...],
+                kafka_bootstrap: str | None) -> None:
+    """Register a new, enabled event source and print its id."""
+    from trackflow.sources import add_source
+
+    bootstrap = _settings(kafka_bootstrap=kafka_bootstrap).kafka_bootstrap
+    source = _run(add_source(bootstrap, source_id or str(uuid.uuid4()), name, origins), bootstrap)
+    click.echo(source.id)
+
+
+@sources.command("list")
+@_source_command
+def sources_list(kafka_bootstrap: str | None) -> None:
+    """List event sources."""
+    from trackflow.sources import list_sources
+
+    bootstrap = _settings(kafka_bootstrap=kafka_bootstrap).kafka_bootstrap
+    found = _run(list_sources(bootstrap), bootstrap)
+    click.echo(f"{'ID':<38} {'ENABLED':<8} {'NAME':<24} ORIGINS")
+    for s in found:
+        enabled = "yes" if s.enabled else "no"
+        click.echo(f"{s.id:<38} {enabled:<8} {s.name:<24} {','.join(s.allowed_origins)}")
+
+
+@sources.command("disable")
+@click.argument("source_id")
+@_source_command
+def sources_disable(source_id: str, kafka_bootstrap: str | None) -> None:
+    """Disable a source: its events are refused with 403 within seconds."""
+    _set_enabled(source_id, False, kafka_bootstrap)
+
+
+@sources.command("enable")
+@click.argument("source_id")
+@_source_command
+def sources_enable(source_id: str, kafka_bootstrap: str | None) -> None:
+    """Enable a disabled source again."""
+    _set_enabled(source_id, True, kafka_bootstrap)
+
+
+def _set_enabled(source_id: str, enabled: bool, kafka_bootstrap: str | None) -> None:
+    from trackflow.sources import set_source_enabled
+
+    bootstrap = _settings(kafka_bootstrap=kafka_bootstrap).kafka_bootstrap
+    source = _run(set_source_enabled(bootstrap, source_id, enabled), bootstrap)
+    click.echo(f"{source.id} {'enabled' if source.enabled else 'disabled'}")

@@ -1,0 +1,103 @@
+"""The compacted config topic: writing records and following them into memory.
+
+The gateway (and later the workers) read the topic from the beginning at start-up, so a
+process never serves with a partial view, then follow it so that a new or disabled source
+takes effect within seconds without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+from schemas.config import ConfigRecord, source_key
+from schemas.topics import CONFIG
+
+__all__ = ["ConfigFollower", "ConfigTopicMissing", "publish_config", "read_config"]
+
+log = logging.getLogger(__name__)
+_PARTITION = TopicPartition(CONFIG, 0)
+
+
+class ConfigTopicMissing(RuntimeError):
+    pass
+
+
+async def publish_config(bootstrap: str, record: ConfigRecord) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            CONFIG, key=source_key(record.source.id), value=record.model_dump_json().encode()
+        )
+    finally:
+        await producer.stop()
+
+
+async def read_config(bootstrap: str) -> list[ConfigRecord]:
+    """Every current record (the latest per key), read once to the end of the topic."""
+    latest: dict[str, ConfigRecord] = {}
+    follower = ConfigFollower(bootstrap, lambda r: latest.__setitem__(r.source.id, r))
+    await follower.start(follow=False)
+    await follower.stop()
+    return list(latest.values())
+
+
+class ConfigFollower:
+    def __init__(self, bootstrap: str, apply: Callable[[ConfigRecord], None]) -> None:
+        self._apply = apply
+        self._bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.caught_up = False
+
+    async def start(self, follow: bool = True) -> None:
+        """Read to the end of the topic, then (``follow``) keep reading in the background."""
+        consumer = self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
+        )
+        await consumer.start()
+        if CONFIG not in await consumer.topics():
+            await consumer.stop()
+            raise ConfigTopicMissing(f"topic {CONFIG} does not exist; run `trackflow topics`")
+        consumer.assign([_PARTITION])
+        await consumer.seek_to_beginning(_PARTITION)
+        end = (await consumer.end_offsets([_PARTITION]))[_PARTITION]
+        while await consumer.position(_PARTITION) < end:
+            await self._poll_once()
+        self.caught_up = True
+        if follow:
+            self._task = asyncio.create_task(self._follow(), name="config-follower")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self) -> None:
+        while True:
+            await self._poll_once()
+
+    async def _poll_once(self) -> None:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=500)
+        for messages in batches.values():
+            for message in messages:
+                self._apply_message(message)
+
+    def _apply_message(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        if message.value is None:
+            return
+        try:
+            record = ConfigRecord.model_validate_json(message.value)
+        except ValidationError as exc:
+            log.error("skipping invalid config record at offset %s: %s", message.offset, exc)
+            return
+        self._apply(record)

@@ -1,0 +1,73 @@
+"""Settings: one frozen object per process, read once from ``TRACKFLOW_*`` env vars.
+
+Every component receives the ``Settings`` it needs explicitly; nothing reads the
+environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(Exception):
+    """A ``TRACKFLOW_*`` setting is missing or invalid; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACKFLOW_", frozen=True, extra="ignore")
+
+    # -- shared ------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: SecretStr = SecretStr("postgresql://trackflow@127.0.0.1:54329/trackflow")
+    topic_partitions: int = Field(default=6, ge=1, le=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    # -- gateway -----------------------------------------------------------
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8686, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_events_per_request: int = Field(default=500, ge=1)
+    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    retry_after_seconds: int = Field(default=5, ge=1)
+
+    # -- worker ------------------------------------------------------------
+    worker_host: str = "127.0.0.1"
+    worker_port: int = Field(default=8687, ge=1, le=65535)
+    worker_id: str = "trackflow-processors"
+    store_batch_size: int = Field(default=500, ge=1)
+    store_batch_seconds: float = Field(default=0.2, gt=0)
+    store_retry_max_seconds: float = Field(default=10.0, gt=0)
+
+    # -- local stack (`trackflow up`) ---------------------------------------
+    state_dir: Path = Path(".trackflow")
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    postgres_port: int = Field(default=54329, ge=1, le=65535)
+    kafka_version: str = "4.1.1"
+
+    def dsn(self) -> str:
+        """The database URL as a plain string, for the PostgreSQL client."""
+        return self.database_url.get_secret_value()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides winning.
+
+    Raises ``SettingsError`` naming each bad variable (``TRACKFLOW_GATEWAY_PORT: ...``).
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"TRACKFLOW_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f" (got {err.get('input')!r})"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
