@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from ingest_gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ingest_gateway.errors import BadRequest, InvalidPayload, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["read_json_body"]
 
@@ -23,9 +23,22 @@ async def read_json_body(request: Request, limit: int) -> Any:
     if not body:
         raise BadRequest("empty body; expected a JSON object")
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    if b"\\u0000" in body and _has_nul(parsed):
+        raise InvalidPayload("a string contains a NUL character (\\u0000), which cannot be stored")
+    return parsed
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _check_content_type(header: str) -> None:

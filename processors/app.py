@@ -61,7 +61,14 @@ def create_worker_app(settings: Settings, store: PostgresStore | None = None) ->
     async def store_events(stream: StreamT[Any]) -> None:
         await db.start()
         async for events in stream.noack_take(settings.store_batch_size, settings.store_batch_seconds):
-            await store_step([_message(e) for e in events])
+            try:
+                await store_step([_message(e) for e in events])
+            except Exception as exc:
+                # Not an outage (those are retried) and not bad input (failed events):
+                # a defect. Stop the worker so that a restart replays the unacked batch.
+                log.exception("store stage crashed; stopping the worker")
+                await app.crash(exc)
+                raise
             await _ack_all(stream, events)
 
     @app.agent(failed_topic, name="store_failed")

@@ -1,0 +1,42 @@
+# trackflow — one-command dev loop. `make run` and `make test` set everything up on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-unit test-integration check bench bench-smoke clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing trackflow and its dependencies into $(VENV) (first run only)..."
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install ## the whole local stack in the foreground (Ctrl-C stops it)
+	$(VENV)/bin/trackflow up
+
+test: install ## every tier: unit, wiring, integration on a real Kafka and PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+check: install ## lint and type-check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy trackflow ingest_gateway processors schemas
+
+bench: install ## the full benchmark (minutes); results in bench/results/
+	$(PY) -m bench
+
+bench-smoke: install ## a few seconds of every benchmark step, as CI runs it
+	$(PY) -m bench --smoke
+
+clean:
+	rm -rf $(VENV) .trackflow .pytest_cache .mypy_cache .ruff_cache
