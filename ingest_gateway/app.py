@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
-from schemas import RequestInfo, TrackPayload, describe_validation_error
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,6 +27,7 @@ from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
 from ingest_gateway.metrics import GatewayMetrics
 from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed
 from ingest_gateway.sources import SourceRegistry, check_source
+from schemas import RequestInfo, TrackPayload, describe_validation_error
 from trackflow.config_topic import ConfigFollower
 from trackflow.settings import Settings
 
@@ -77,7 +77,9 @@ def create_app(
                 await service.stop()
 
     app = FastAPI(title="trackflow gateway", lifespan=lifespan)
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
+    )
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> Response:
@@ -140,8 +142,7 @@ def parse_track(body: Any, max_events: int) -> TrackPayload:
         return TrackPayload.model_validate(body)
     except ValidationError as exc:
         details = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors()
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
         raise InvalidPayload(describe_validation_error(exc), details) from None
 

@@ -6,10 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ingest_gateway.publisher import Record
 from schemas import RawEvent, RequestInfo, TrackPayload, encode
 from schemas.topics import EVENTS_RAW
-
-from ingest_gateway.publisher import Record
 
 __all__ = ["Accepted", "IdFactory", "accept_track", "to_records"]
 

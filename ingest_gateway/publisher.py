@@ -81,9 +81,7 @@ class KafkaPublisher:
             raise PublishFailed(f"kafka did not acknowledge the write: {exc!r}") from exc
 
     async def _send_all(self, records: Sequence[Record]) -> None:
-        futures = [
-            await self.producer.send(r.topic, value=r.value, key=r.key) for r in records
-        ]
+        futures = [await self.producer.send(r.topic, value=r.value, key=r.key) for r in records]
         await asyncio.gather(*futures)
 
     async def is_ready(self) -> tuple[bool, str]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.config import ConfigRecord, EventSource
-
 from ingest_gateway.errors import SourceForbidden, UnknownSource
+from schemas.config import ConfigRecord, EventSource
 
 __all__ = ["SourceRegistry", "check_source"]
 

@@ -10,17 +10,19 @@ idempotent store never loses or doubles an event.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
-from schemas import FailedEvent, encode
-from schemas.topics import EVENTS_FAILED, EVENTS_RAW
 
 from processors.postgres import PostgresStore
+from processors.retry import retry_while_retriable
 from processors.store_step import Message, StoreStep
+from schemas import FailedEvent, encode
+from schemas.topics import EVENTS_FAILED, EVENTS_RAW
 from trackflow.settings import Settings
 
 __all__ = ["create_worker_app"]
@@ -60,7 +62,7 @@ def create_worker_app(settings: Settings, store: PostgresStore | None = None) ->
     @app.agent(raw_topic, name="store")
     async def store_events(stream: StreamT[Any]) -> None:
         await db.start()
-        async for events in stream.noack_take(settings.store_batch_size, settings.store_batch_seconds):
+        async for events in _batches(stream, settings):
             try:
                 await store_step([_message(e) for e in events])
             except Exception as exc:
@@ -74,8 +76,11 @@ def create_worker_app(settings: Settings, store: PostgresStore | None = None) ->
     @app.agent(failed_topic, name="store_failed")
     async def store_failed(stream: StreamT[Any]) -> None:
         await db.start()
-        async for events in stream.noack_take(settings.store_batch_size, settings.store_batch_seconds):
-            await db.write_failed(_decode_failures(events))
+        async for events in _batches(stream, settings):
+            write = functools.partial(db.write_failed, _decode_failures(events))
+            await retry_while_retriable(
+                write, "store failed events", settings.store_retry_max_seconds
+            )
             await _ack_all(stream, events)
 
     @app.page("/healthz")
@@ -88,11 +93,22 @@ def create_worker_app(settings: Settings, store: PostgresStore | None = None) ->
         assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
         reasons = ([] if db_ok else [db_reason]) + ([] if assigned else ["no partitions assigned"])
         status = 200 if not reasons else 503
-        body = {"status": "ready" if status == 200 else "not ready", "reasons": reasons,
-                "partitions": assigned}
+        body = {
+            "status": "ready" if status == 200 else "not ready",
+            "reasons": reasons,
+            "partitions": assigned,
+        }
         return web.json(body, status=status)
 
     return app
+
+
+def _batches(stream: StreamT[Any], settings: Settings) -> AsyncIterator[Sequence[EventT[Any]]]:
+    """Batches of events that stay unacknowledged until the agent acks them itself."""
+    batches: AsyncIterator[Sequence[EventT[Any]]] = stream.noack_take(  # type: ignore[attr-defined]
+        settings.store_batch_size, settings.store_batch_seconds
+    )
+    return batches
 
 
 def _message(event: EventT[Any]) -> Message:
@@ -107,8 +123,13 @@ def _decode_failures(events: Sequence[EventT[Any]]) -> list[FailedEvent]:
             failures.append(FailedEvent.model_validate_json(event.value))
         except ValueError as exc:
             m = event.message
-            log.error("skipping unreadable failed-event record %s[%s]@%s: %s",
-                      m.topic, m.partition, m.offset, exc)
+            log.error(
+                "skipping unreadable failed-event record %s[%s]@%s: %s",
+                m.topic,
+                m.partition,
+                m.offset,
+                exc,
+            )
     return failures
 
 

@@ -1,8 +1,8 @@
 """The stages' errors. ``retriable`` decides between retrying and the failed-events topic.
 
-    StageError                  (stage, reason, event_id, retriable)
-    ├── InvalidEvent            the message cannot be processed as it is -> failed events
-    └── StoreUnavailable        PostgreSQL unreachable -> retried with backoff, offsets held
+StageError                  (stage, reason, event_id, retriable)
+├── InvalidEvent            the message cannot be processed as it is -> failed events
+└── StoreUnavailable        PostgreSQL unreachable -> retried with backoff, offsets held
 """
 
 from __future__ import annotations

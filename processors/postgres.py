@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from schemas import FailedEvent
 
 from processors.errors import InvalidEvent, StoreUnavailable
 from processors.store import EVENT_COLUMNS, EventRow
+from schemas import FailedEvent
 
 __all__ = ["PostgresStore"]
 
@@ -81,11 +81,11 @@ class PostgresStore:
             async with self._pool.connection() as conn, conn.transaction():
                 await conn.execute(_CREATE_STAGING)
                 async with conn.cursor().copy(
-                    f"COPY incoming_events ({_COLUMNS}) FROM STDIN"  # type: ignore[arg-type]
+                    f"COPY incoming_events ({_COLUMNS}) FROM STDIN"
                 ) as copy:
                     for row in rows:
                         await copy.write_row(row)
-                cursor = await conn.execute(_UPSERT)  # type: ignore[arg-type]
+                cursor = await conn.execute(_UPSERT)
                 result = await cursor.fetchone()
                 return int(result[0]) if result else 0
         except (psycopg.OperationalError, PoolTimeout) as exc:
@@ -95,13 +95,24 @@ class PostgresStore:
 
     async def write_failed(self, failures: Sequence[FailedEvent]) -> None:
         params = [
-            (f.stage, f.reason, f.topic, f.partition, f.offset, f.event_id, f.failed_at,
-             f.payload.replace("\x00", "\ufffd"))
+            (
+                f.stage,
+                f.reason,
+                f.topic,
+                f.partition,
+                f.offset,
+                f.event_id,
+                f.failed_at,
+                f.payload.replace("\x00", "\ufffd"),
+            )
             for f in failures
         ]
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                async with conn.cursor() as cursor:
-                    await cursor.executemany(_INSERT_FAILED, params)
+            async with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cursor,
+            ):
+                await cursor.executemany(_INSERT_FAILED, params)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable("store", f"postgresql unavailable: {exc}") from exc

@@ -12,17 +12,29 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from schemas import RawEvent
 
 from processors.errors import InvalidEvent
+from schemas import RawEvent
 
 __all__ = ["EVENT_COLUMNS", "ROW_OFFSET", "ROW_PARTITION", "EventRow", "Located", "plan_event_rows"]
 
 STAGE = "store"
 
 EVENT_COLUMNS = (
-    "id", "type", "source_id", "profile_id", "session_id", "received_at", "protocol",
-    "properties", "context", "options", "tags", "request", "kafka_partition", "kafka_offset",
+    "id",
+    "type",
+    "source_id",
+    "profile_id",
+    "session_id",
+    "received_at",
+    "protocol",
+    "properties",
+    "context",
+    "options",
+    "tags",
+    "request",
+    "kafka_partition",
+    "kafka_offset",
 )
 
 ROW_PARTITION = EVENT_COLUMNS.index("kafka_partition")
@@ -42,7 +54,9 @@ class Located:
     offset: int
 
 
-def plan_event_rows(batch: Sequence[Located]) -> tuple[list[EventRow], list[tuple[Located, InvalidEvent]]]:
+def plan_event_rows(
+    batch: Sequence[Located],
+) -> tuple[list[EventRow], list[tuple[Located, InvalidEvent]]]:
     """Rows for the events table (first copy of each id wins), and the events PostgreSQL
     cannot hold, each with the reason."""
     rows: list[EventRow] = []
@@ -61,13 +75,26 @@ def plan_event_rows(batch: Sequence[Located]) -> tuple[list[EventRow], list[tupl
 
 def _row(item: Located) -> EventRow:
     e = item.event
-    if any("\x00" in text for text in (e.id, e.type, e.source_id, e.profile_id, e.session_id or "", *e.tags)):
+    if any(
+        "\x00" in text
+        for text in (e.id, e.type, e.source_id, e.profile_id, e.session_id or "", *e.tags)
+    ):
         raise InvalidEvent(STAGE, "an id, the type or a tag contains a NUL character", e.id)
     return (
-        e.id, e.type, e.source_id, e.profile_id, e.session_id, e.received_at, e.protocol,
-        _json(e, e.properties, "properties"), _json(e, e.context, "context"),
-        _json(e, e.options, "options"), list(e.tags),
-        _json(e, e.request.model_dump(), "request"), item.partition, item.offset,
+        e.id,
+        e.type,
+        e.source_id,
+        e.profile_id,
+        e.session_id,
+        e.received_at,
+        e.protocol,
+        _json(e, e.properties, "properties"),
+        _json(e, e.context, "context"),
+        _json(e, e.options, "options"),
+        list(e.tags),
+        _json(e, e.request.model_dump(), "request"),
+        item.partition,
+        item.offset,
     )
 
 
@@ -75,7 +102,8 @@ def _json(event: RawEvent, value: object, field: str) -> str:
     text = orjson.dumps(value).decode()
     if "\\u0000" in text:
         raise InvalidEvent(
-            STAGE, f"{field} contains a NUL character (\\u0000), which PostgreSQL cannot store",
+            STAGE,
+            f"{field} contains a NUL character (\\u0000), which PostgreSQL cannot store",
             event.id,
         )
     return text

@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas import FailedEvent, InvalidMessage, decode_raw_event
-
 from processors.errors import InvalidEvent
 from processors.postgres import PostgresStore
 from processors.retry import retry_while_retriable
 from processors.store import ROW_OFFSET, ROW_PARTITION, STAGE, EventRow, Located, plan_event_rows
+from schemas import FailedEvent, InvalidMessage, decode_raw_event
 
 __all__ = ["Message", "StoreStep"]
 
@@ -69,7 +68,7 @@ class StoreStep:
             try:
                 stored += await self._write([row])
             except InvalidEvent as exc:
-                origin = _find(batch, row[ROW_PARTITION], row[ROW_OFFSET])
+                origin = _find(batch, int(row[ROW_PARTITION]), int(row[ROW_OFFSET]))  # type: ignore[arg-type]
                 await self._send_failed([_failed(origin, exc.reason, row[0])])
         return stored
 
@@ -82,7 +81,11 @@ class StoreStep:
             except InvalidMessage as exc:
                 log.error(
                     "invalid message stage=%s topic=%s partition=%s offset=%s: %s",
-                    STAGE, message.topic, message.partition, message.offset, exc.reason,
+                    STAGE,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    exc.reason,
                 )
                 failures.append(_failed(message, exc.reason, None))
                 continue
@@ -105,4 +108,3 @@ def _failed(message: Message, reason: str, event_id: str | None) -> FailedEvent:
         failed_at=datetime.now(UTC),
         payload=(message.value or b"").decode("utf-8", errors="replace"),
     )
-

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.envelope import RAW_EVENT_VERSION, RawEvent
 
-__all__ = ["InvalidMessage", "decode_raw_event", "encode", "describe_validation_error"]
+__all__ = ["InvalidMessage", "decode_raw_event", "describe_validation_error", "encode"]
 
 
 class InvalidMessage(ValueError):

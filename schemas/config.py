@@ -35,7 +35,7 @@ class EventSource(BaseModel):
 class ConfigRecord(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    v: Literal[1] = CONFIG_VERSION
+    v: Literal[1] = 1
     kind: Literal["source"]
     source: EventSource
 

@@ -31,7 +31,7 @@ class RequestInfo(_Message):
 
 
 class RawEvent(_Message):
-    v: Literal[1] = RAW_EVENT_VERSION
+    v: Literal[1] = 1
     id: str = Field(min_length=1, max_length=128)
     type: str = Field(min_length=1, max_length=128)
     source_id: str = Field(min_length=1, max_length=128)

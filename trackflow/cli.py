@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import click
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
-from schemas.codec import describe_validation_error
 
+from schemas.codec import describe_validation_error
 from trackflow.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
@@ -140,8 +140,9 @@ def topics(**flags: Any) -> None:
     from trackflow.kafka_admin import ensure_topics
 
     settings = _settings(**flags)
-    created = _run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions),
-                   settings.kafka_bootstrap)
+    created = _run(
+        ensure_topics(settings.kafka_bootstrap, settings.topic_partitions), settings.kafka_bootstrap
+    )
     for name in created:
         click.echo(f"created {name}")
     click.echo(f"topics ready ({len(created)} created now)")
@@ -172,8 +173,9 @@ def _source_command(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--id", "source_id", help="source id (default: a new UUID)")
 @click.option("--origin", "origins", multiple=True, help="allowed Origin; repeat; default any")
 @_source_command
-def sources_add(name: str, source_id: str | None, origins: tuple[str, ...],
-                kafka_bootstrap: str | None) -> None:
+def sources_add(
+    name: str, source_id: str | None, origins: tuple[str, ...], kafka_bootstrap: str | None
+) -> None:
     """Register a new, enabled event source and print its id."""
     from trackflow.sources import add_source
 

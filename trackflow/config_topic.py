@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
+
 from schemas.config import ConfigRecord, source_key
 from schemas.topics import CONFIG
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from schemas.topics import ALL_TOPICS, TopicSpec
 
 __all__ = ["ensure_topics"]

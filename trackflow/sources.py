@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schemas.config import ConfigRecord, EventSource
-
 from trackflow.config_topic import publish_config, read_config
 
 __all__ = ["SourceCommandError", "add_source", "list_sources", "set_source_enabled"]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
@@ -57,7 +58,9 @@ class Service:
     def start(self) -> None:
         self._child.spawn(
             [sys.executable, "-m", "trackflow", self._command],
-            cwd=Path.cwd(), death_signal=signal.SIGTERM, env=self._env,
+            cwd=Path.cwd(),
+            death_signal=signal.SIGTERM,
+            env=self._env,
         )
 
     @property
@@ -79,7 +82,9 @@ class Service:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise StackFailed(f"the {self.name} was not ready after {timeout:.0f}s; see {self.log_path}")
+        raise StackFailed(
+            f"the {self.name} was not ready after {timeout:.0f}s; see {self.log_path}"
+        )
 
     def stop(self) -> None:
         self._child.stop(signal.SIGTERM, timeout=20.0)
@@ -92,18 +97,28 @@ class LocalStack:
         self.logs = state / "logs"
         tools = ensure_prerequisites(_say)
         self.broker = KafkaBroker(
-            tools, state, settings.kafka_port, settings.kafka_controller_port,
-            version=settings.kafka_version, progress=_say,
+            tools,
+            state,
+            settings.kafka_port,
+            settings.kafka_controller_port,
+            version=settings.kafka_version,
+            progress=_say,
         )
         self.postgres = PostgresCluster(tools, state, settings.postgres_port, progress=_say)
         env = self._child_env()
         self.worker = Service(
-            "worker", "worker",
-            f"http://{settings.worker_host}:{settings.worker_port}/readyz", env, self.logs,
+            "worker",
+            "worker",
+            f"http://{settings.worker_host}:{settings.worker_port}/readyz",
+            env,
+            self.logs,
         )
         self.gateway = Service(
-            "gateway", "gateway",
-            f"http://{settings.gateway_host}:{settings.gateway_port}/readyz", env, self.logs,
+            "gateway",
+            "gateway",
+            f"http://{settings.gateway_host}:{settings.gateway_port}/readyz",
+            env,
+            self.logs,
         )
         self._stops: list[Callable[[], None]] = []
 
@@ -152,8 +167,10 @@ class LocalStack:
         """Block until a signal (exit 0) or until a child dies (exit 1)."""
         while True:
             for name, alive in (
-                ("gateway", self.gateway.running), ("worker", self.worker.running),
-                ("Kafka broker", self.broker.running), ("PostgreSQL", self.postgres.running),
+                ("gateway", self.gateway.running),
+                ("worker", self.worker.running),
+                ("Kafka broker", self.broker.running),
+                ("PostgreSQL", self.postgres.running),
             ):
                 if not alive:
                     _say(f"the {name} stopped unexpectedly; stopping the stack (logs: {self.logs})")
@@ -187,7 +204,7 @@ def run_stack(settings: Settings) -> int:
         _shutdown(stack, previous)
 
 
-def _shutdown(stack: LocalStack | None, previous: dict[signal.Signals, object]) -> None:
+def _shutdown(stack: LocalStack | None, previous: dict[signal.Signals, Any]) -> None:
     # A second Ctrl-C during shutdown must not leave children behind: ignore it.
     for s in previous:
         signal.signal(s, signal.SIG_IGN)
@@ -195,4 +212,4 @@ def _shutdown(stack: LocalStack | None, previous: dict[signal.Signals, object]) 
         stack.stop()
         _say("stopped")
     for s, handler in previous.items():
-        signal.signal(s, handler)  # type: ignore[arg-type]
+        signal.signal(s, handler)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from processors.migrate import apply_migrations
 
+from processors.migrate import apply_migrations
 from tests.integration.harness import (
     Services,
     TrackflowProcess,
@@ -71,8 +71,9 @@ def pipeline(services: Services) -> Iterator[Pipeline]:
     worker.start()
     gateway.start()
     try:
-        yield Pipeline(services.kafka, database_url, f"http://127.0.0.1:{gateway_port}",
-                       "test-site", env)
+        yield Pipeline(
+            services.kafka, database_url, f"http://127.0.0.1:{gateway_port}", "test-site", env
+        )
     finally:
         gateway.stop()
         worker.stop()

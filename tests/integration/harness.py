@@ -23,7 +23,13 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from trackflow.localstack import ChildProcess, KafkaBroker, PostgresCluster, ensure_prerequisites, free_port
+from trackflow.localstack import (
+    ChildProcess,
+    KafkaBroker,
+    PostgresCluster,
+    ensure_prerequisites,
+    free_port,
+)
 from trackflow.settings import Settings
 
 __all__ = [
@@ -62,7 +68,9 @@ def poll(check: Callable[[], object], timeout: float, what: str, interval: float
 def _shared_kafka_libs() -> Path:
     """Fetch the broker jars once into the repo's state folder; test stacks link to them."""
     cache = REPO / ".trackflow"
-    KafkaBroker(ensure_prerequisites(print), cache, 1, 2, version=KAFKA_VERSION).fetch()  # ports unused
+    KafkaBroker(
+        ensure_prerequisites(print), cache, 1, 2, version=KAFKA_VERSION
+    ).fetch()  # ports unused
     return cache / f"kafka-{KAFKA_VERSION}"
 
 
@@ -104,9 +112,10 @@ def _containers() -> Iterator[Services]:
     from testcontainers.kafka import KafkaContainer
     from testcontainers.postgres import PostgresContainer
 
-    with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, PostgresContainer(
-        "postgres:15", driver=None
-    ) as pg:
+    with (
+        KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka,
+        PostgresContainer("postgres:15", driver=None) as pg,
+    ):
         yield Services(kafka.get_bootstrap_server(), pg.get_connection_url())
 
 
@@ -133,10 +142,16 @@ def fresh_database(admin_url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trackflow", *args], capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO,
+        [sys.executable, "-m", "trackflow", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
     )
 
 
@@ -151,9 +166,15 @@ class TrackflowProcess:
         self._child = ChildProcess(command, self.log_path)
 
     def start(self, timeout: float = 60) -> None:
-        self._child.spawn([sys.executable, "-m", "trackflow", self.command], cwd=REPO,
-                          death_signal=signal.SIGTERM, env=self._env)
-        poll(self._ready, timeout, f"{self.command} at {self.ready_url} (log: {self.log_path})", 0.2)
+        self._child.spawn(
+            [sys.executable, "-m", "trackflow", self.command],
+            cwd=REPO,
+            death_signal=signal.SIGTERM,
+            env=self._env,
+        )
+        poll(
+            self._ready, timeout, f"{self.command} at {self.ready_url} (log: {self.log_path})", 0.2
+        )
 
     def _ready(self) -> bool:
         if not self._child.running:

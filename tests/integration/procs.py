@@ -52,8 +52,6 @@ def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
     return {pid for pid in pids if alive(pid)}
 
 
-
-
 def descendants(root: int) -> set[int]:
     """Every live process below ``root`` in the process tree (by parent pid)."""
     parents: dict[int, int] = {}

@@ -17,8 +17,12 @@ def test_gateway_answers_503_while_kafka_is_down_and_recovers(tmp_path: Path) ->
     with local_services("outage") as (services, broker, _cluster):
         asyncio.run(ensure_topics(services.kafka, partitions=1))
         port = free_port()
-        env = {"TRACKFLOW_KAFKA_BOOTSTRAP": services.kafka, "TRACKFLOW_GATEWAY_PORT": str(port),
-               "TRACKFLOW_PUBLISH_TIMEOUT_SECONDS": "2", "TRACKFLOW_RETRY_AFTER_SECONDS": "3"}
+        env = {
+            "TRACKFLOW_KAFKA_BOOTSTRAP": services.kafka,
+            "TRACKFLOW_GATEWAY_PORT": str(port),
+            "TRACKFLOW_PUBLISH_TIMEOUT_SECONDS": "2",
+            "TRACKFLOW_RETRY_AFTER_SECONDS": "3",
+        }
         assert cli("sources", "add", "Site", "--id", "site", env=env).returncode == 0
         gateway = TrackflowProcess("gateway", env, f"http://127.0.0.1:{port}/readyz", tmp_path)
         gateway.start()
@@ -39,8 +43,12 @@ def test_gateway_answers_503_while_kafka_is_down_and_recovers(tmp_path: Path) ->
 
             broker.start()
             broker.wait_ready()
-            poll(lambda: httpx.post(f"{url}/track", json=body, timeout=30).status_code == 200,
-                 60, "the gateway to accept events again", 0.5)
+            poll(
+                lambda: httpx.post(f"{url}/track", json=body, timeout=30).status_code == 200,
+                60,
+                "the gateway to accept events again",
+                0.5,
+            )
             assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
         finally:
             gateway.stop()

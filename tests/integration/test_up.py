@@ -27,7 +27,10 @@ class Up:
         args = [f"--{name}={port}" for name, port in ports.items()]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "trackflow", "up", f"--state-dir={state}", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
             env={**os.environ, "TRACKFLOW_TOPIC_PARTITIONS": "2"},
         )
         self.lines: list[str] = []
@@ -68,8 +71,16 @@ def state() -> Iterator[Path]:
 
 
 def test_up_serves_an_event_and_ctrl_c_leaves_no_process(state: Path) -> None:
-    ports = {name: free_port() for name in
-             ("gateway-port", "worker-port", "kafka-port", "kafka-controller-port", "postgres-port")}
+    ports = {
+        name: free_port()
+        for name in (
+            "gateway-port",
+            "worker-port",
+            "kafka-port",
+            "kafka-controller-port",
+            "postgres-port",
+        )
+    }
     up = Up(state, ports)
     try:
         up.wait_for_line("trackflow ready", 150)
@@ -80,16 +91,23 @@ def test_up_serves_an_event_and_ctrl_c_leaves_no_process(state: Path) -> None:
         assert f"database: {database}" in output
         assert "waiting for Kafka broker" in output  # says what it waits for
 
-        added = cli("sources", "add", "Site", "--id", "site", "--kafka", f"127.0.0.1:{ports['kafka-port']}")
+        added = cli(
+            "sources", "add", "Site", "--id", "site", "--kafka", f"127.0.0.1:{ports['kafka-port']}"
+        )
         assert added.returncode == 0, added.stderr
-        response = httpx.post(f"http://127.0.0.1:{ports['gateway-port']}/track",
-                              json={"source": {"id": "site"}, "events": [{"type": "page-view"}]})
+        response = httpx.post(
+            f"http://127.0.0.1:{ports['gateway-port']}/track",
+            json={"source": {"id": "site"}, "events": [{"type": "page-view"}]},
+        )
         assert response.status_code == 200, response.text
         [event_id] = response.json()["events"]
 
         def stored() -> bool:
             with psycopg.connect(database) as conn:
-                return conn.execute("SELECT 1 FROM events WHERE id = %s", (event_id,)).fetchone() is not None
+                return (
+                    conn.execute("SELECT 1 FROM events WHERE id = %s", (event_id,)).fetchone()
+                    is not None
+                )
 
         poll(stored, 30, "the event row")
         children = descendants(up.proc.pid)
@@ -107,8 +125,13 @@ def test_up_names_a_port_already_in_use(state: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        ports = {"gateway-port": free_port(), "worker-port": free_port(), "kafka-port": free_port(),
-                 "kafka-controller-port": free_port(), "postgres-port": port}
+        ports = {
+            "gateway-port": free_port(),
+            "worker-port": free_port(),
+            "kafka-port": free_port(),
+            "kafka-controller-port": free_port(),
+            "postgres-port": port,
+        }
         up = Up(state, ports)
         code = up.proc.wait(timeout=120)
         up.wait_for_line("trackflow: error:", 5)

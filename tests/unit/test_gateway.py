@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+
 from ingest_gateway import create_app
 from ingest_gateway.publisher import InMemoryPublisher
 from ingest_gateway.sources import SourceRegistry
@@ -30,16 +31,20 @@ def publisher() -> InMemoryPublisher:
 
 @pytest.fixture
 def client(publisher: InMemoryPublisher) -> Iterator[TestClient]:
-    sources = SourceRegistry([
-        _source("web"),
-        _source("off", enabled=False),
-        _source("shop", allowed_origins=("https://shop.example",)),
-    ])
+    sources = SourceRegistry(
+        [
+            _source("web"),
+            _source("off", enabled=False),
+            _source("shop", allowed_origins=("https://shop.example",)),
+        ]
+    )
     counter = itertools.count(1)
     app = create_app(
         Settings(max_body_bytes=4096, max_events_per_request=3, retry_after_seconds=7),
-        publisher=publisher, sources=sources,
-        new_id=lambda: f"id-{next(counter)}", clock=lambda: NOW,
+        publisher=publisher,
+        sources=sources,
+        new_id=lambda: f"id-{next(counter)}",
+        clock=lambda: NOW,
     )
     with TestClient(app) as c:
         yield c
@@ -47,7 +52,8 @@ def client(publisher: InMemoryPublisher) -> Iterator[TestClient]:
 
 def track(client: TestClient, body: object, **headers: str):  # type: ignore[no-untyped-def]
     return client.post(
-        "/track", content=orjson.dumps(body),
+        "/track",
+        content=orjson.dumps(body),
         headers={"content-type": "application/json", **headers},
     )
 
@@ -58,27 +64,54 @@ def test_assigns_profile_session_and_event_ids_and_publishes_keyed_by_profile(
     response = track(client, {"source": {"id": "web"}, "events": [{"type": "page-view"}]})
     assert response.status_code == 200
     assert response.json() == {
-        "profile": {"id": "id-1"}, "session": {"id": "id-2"}, "events": ["id-3"],
-        "errors": [], "warnings": [], "ux": [], "response": {},
+        "profile": {"id": "id-1"},
+        "session": {"id": "id-2"},
+        "events": ["id-3"],
+        "errors": [],
+        "warnings": [],
+        "ux": [],
+        "response": {},
     }
     [record] = publisher.records
     assert record.topic == EVENTS_RAW
     assert record.key == b"id-1"
     event = decode_raw_event(record.value)
-    assert (event.id, event.profile_id, event.session_id, event.type) == ("id-3", "id-1", "id-2", "page-view")
+    assert (event.id, event.profile_id, event.session_id, event.type) == (
+        "id-3",
+        "id-1",
+        "id-2",
+        "page-view",
+    )
     assert event.received_at == NOW and event.protocol == "tracardi"
 
 
 def test_echoes_ids_sent_by_the_client(client: TestClient, publisher: InMemoryPublisher) -> None:
-    response = track(client, {
-        "source": {"id": "web"}, "profile": {"id": "p-42"}, "session": {"id": "s-7"},
-        "context": {"page": {"url": "https://x"}}, "unknown": {"ignored": True},
-        "events": [{"type": "purchase", "id": "e-1", "properties": {"total": 12.5},
-                    "tags": ["vip"], "context": {"screen": {"w": 10}}}],
-    })
+    response = track(
+        client,
+        {
+            "source": {"id": "web"},
+            "profile": {"id": "p-42"},
+            "session": {"id": "s-7"},
+            "context": {"page": {"url": "https://x"}},
+            "unknown": {"ignored": True},
+            "events": [
+                {
+                    "type": "purchase",
+                    "id": "e-1",
+                    "properties": {"total": 12.5},
+                    "tags": ["vip"],
+                    "context": {"screen": {"w": 10}},
+                }
+            ],
+        },
+    )
     assert response.status_code == 200
     body = response.json()
-    assert (body["profile"]["id"], body["session"]["id"], body["events"]) == ("p-42", "s-7", ["e-1"])
+    assert (body["profile"]["id"], body["session"]["id"], body["events"]) == (
+        "p-42",
+        "s-7",
+        ["e-1"],
+    )
     event = decode_raw_event(publisher.records[0].value)
     assert event.properties == {"total": 12.5} and event.tags == ["vip"]
     assert event.context == {"page": {"url": "https://x"}, "screen": {"w": 10}}
@@ -90,12 +123,20 @@ def test_echoes_ids_sent_by_the_client(client: TestClient, publisher: InMemoryPu
         ({"events": [{"type": "x"}]}, 422, "source: Field required"),
         ({"source": {"id": "web"}, "events": [{"type": ""}]}, 422, "events.0.type"),
         ({"source": {"id": "web"}, "events": []}, 422, "events: List should have at least 1 item"),
-        ({"source": {"id": "web"}, "events": [{"type": "x", "properties": []}]}, 422, "events.0.properties"),
+        (
+            {"source": {"id": "web"}, "events": [{"type": "x", "properties": []}]},
+            422,
+            "events.0.properties",
+        ),
         ({"source": {"id": "web"}, "events": [{"type": "x"}] * 4}, 422, "at most 3 events"),
         ([1, 2], 422, "expected a JSON object"),
         ({"source": {"id": "nope"}, "events": [{"type": "x"}]}, 401, "'nope' is not a registered"),
         ({"source": {"id": "off"}, "events": [{"type": "x"}]}, 403, "'off' is disabled"),
-        ({"source": {"id": "web"}, "events": [{"type": "x", "properties": {"a": "\x00"}}]}, 422, "NUL"),
+        (
+            {"source": {"id": "web"}, "events": [{"type": "x", "properties": {"a": "\x00"}}]},
+            422,
+            "NUL",
+        ),
     ],
 )
 def test_rejects_bad_payloads_naming_the_problem(
@@ -110,18 +151,24 @@ def test_rejects_bad_payloads_naming_the_problem(
 def test_names_the_failing_field_in_details(client: TestClient) -> None:
     response = track(client, {"source": {"id": "web"}, "events": [{"type": "x"}, {}]})
     assert response.status_code == 422
-    assert {"field": "events.1.type", "message": "Field required"} in response.json()["error"]["details"]
+    assert {"field": "events.1.type", "message": "Field required"} in response.json()["error"][
+        "details"
+    ]
 
 
 def test_malformed_json_is_400(client: TestClient, publisher: InMemoryPublisher) -> None:
-    response = client.post("/track", content=b'{"source":', headers={"content-type": "application/json"})
+    response = client.post(
+        "/track", content=b'{"source":', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert "malformed JSON" in response.json()["error"]["message"]
     assert publisher.records == []
 
 
 def test_invalid_utf8_is_400(client: TestClient) -> None:
-    response = client.post("/track", content=b'{"source": "\xff\xfe"}', headers={"content-type": "application/json"})
+    response = client.post(
+        "/track", content=b'{"source": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert "malformed JSON" in response.json()["error"]["message"]
 
@@ -154,11 +201,15 @@ def test_wrong_content_type_is_415(client: TestClient) -> None:
 
 def test_text_plain_is_accepted_as_json(client: TestClient) -> None:
     body = orjson.dumps({"source": {"id": "web"}, "events": [{"type": "x"}]})
-    response = client.post("/track", content=body, headers={"content-type": "text/plain;charset=UTF-8"})
+    response = client.post(
+        "/track", content=body, headers={"content-type": "text/plain;charset=UTF-8"}
+    )
     assert response.status_code == 200
 
 
-def test_origin_not_allowed_for_source_is_403(client: TestClient, publisher: InMemoryPublisher) -> None:
+def test_origin_not_allowed_for_source_is_403(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
     body = {"source": {"id": "shop"}, "events": [{"type": "x"}]}
     assert track(client, body, origin="https://evil.example").status_code == 403
     assert track(client, body, origin="https://shop.example").status_code == 200

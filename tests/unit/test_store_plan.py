@@ -9,8 +9,14 @@ from schemas import RawEvent
 
 
 def _event(event_id: str, **kw: object) -> RawEvent:
-    fields: dict[str, object] = {"id": event_id, "type": "t", "source_id": "s", "profile_id": "p",
-                                 "received_at": datetime(2026, 1, 1, tzinfo=UTC), **kw}
+    fields: dict[str, object] = {
+        "id": event_id,
+        "type": "t",
+        "source_id": "s",
+        "profile_id": "p",
+        "received_at": datetime(2026, 1, 1, tzinfo=UTC),
+        **kw,
+    }
     return RawEvent.model_validate(fields)
 
 
@@ -29,8 +35,14 @@ def test_json_columns_are_serialised() -> None:
 
 
 def test_nul_characters_are_rejected_with_a_reason() -> None:
-    batch = [Located(_event("a", properties={"x": "\x00"}), 0, 0), Located(_event("b", tags=["\x00"]), 0, 1),
-             Located(_event("c"), 0, 2)]
+    batch = [
+        Located(_event("a", properties={"x": "\x00"}), 0, 0),
+        Located(_event("b", tags=["\x00"]), 0, 1),
+        Located(_event("c"), 0, 2),
+    ]
     rows, rejected = plan_event_rows(batch)
     assert [r[0] for r in rows] == ["c"]
-    assert [(item.event.id, "NUL" in exc.reason) for item, exc in rejected] == [("a", True), ("b", True)]
+    assert [(item.event.id, "NUL" in exc.reason) for item, exc in rejected] == [
+        ("a", True),
+        ("b", True),
+    ]
