@@ -154,6 +154,7 @@ def request_info(request: Request) -> RequestInfo:
         user_agent=headers.get("user-agent"),
         origin=headers.get("origin"),
         referer=headers.get("referer"),
+        accept_language=headers.get("accept-language"),
     )
 
 

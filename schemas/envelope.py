@@ -28,6 +28,7 @@ class RequestInfo(_Message):
     user_agent: str | None = None
     origin: str | None = None
     referer: str | None = None
+    accept_language: str | None = None
 
 
 class RawEvent(_Message):
