@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,14 +24,14 @@ from starlette.responses import Response
 from ingest_gateway.body import read_json_body
 from ingest_gateway.errors import GatewayError, InvalidPayload, Unavailable
 from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
-from ingest_gateway.metrics import GatewayMetrics
+from ingest_gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, MetricsMiddleware
 from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed
 from ingest_gateway.sources import SourceRegistry, check_source
 from schemas import RequestInfo, TrackPayload, describe_validation_error
 from trackflow.config_topic import ConfigFollower
 from trackflow.settings import Settings
 
-__all__ = ["create_app", "kafka_app"]
+__all__ = ["create_app", "kafka_app", "kafka_app_from_env"]
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -80,11 +80,12 @@ def create_app(
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
     )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> Response:
-        metrics.events_rejected.labels(exc.code).inc()
-        metrics.requests.labels(request.url.path, str(exc.status)).inc()
+        source = getattr(request.state, "source_id", "")
+        metrics.events_rejected.labels(source, exc.code).inc()
         return json_response(exc.body(), exc.status, exc.headers())
 
     async def publish(accepted: Accepted) -> None:
@@ -92,9 +93,11 @@ def create_app(
         try:
             await publisher.publish(to_records(accepted.events))
         except PublishFailed as exc:
+            metrics.kafka_ready.set(0)
             raise Unavailable(
                 f"events not accepted: {exc}; retry later", settings.retry_after_seconds
             ) from None
+        metrics.kafka_ready.set(1)
         metrics.produce_seconds.observe(time.perf_counter() - started)
 
     @app.post("/track")
@@ -103,11 +106,11 @@ def create_app(
             await read_json_body(request, settings.max_body_bytes),
             settings.max_events_per_request,
         )
+        request.state.source_id = payload.source.id
         check_source(sources, payload.source.id, request.headers.get("origin"))
         accepted = accept_track(payload, request_info(request), new_id=new_id, now=clock())
         await publish(accepted)
         metrics.events_accepted.labels(payload.source.id).inc(len(accepted.events))
-        metrics.requests.labels("/track", "200").inc()
         return json_response(accepted.response())
 
     @app.get("/healthz")
@@ -116,7 +119,9 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        checks = [await check() for check in (publisher.is_ready, *ready_checks)]
+        kafka_ok, kafka_reason = await publisher.is_ready()
+        metrics.kafka_ready.set(1 if kafka_ok else 0)
+        checks = [(kafka_ok, kafka_reason)] + [await check() for check in ready_checks]
         failing = [reason for ok, reason in checks if not ok]
         if failing:
             return json_response({"status": "not ready", "reasons": failing}, 503)
@@ -124,7 +129,7 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -174,3 +179,13 @@ def kafka_app(settings: Settings) -> FastAPI:
         services=[publisher, follower],
         ready_checks=[config_ready],
     )
+
+
+def kafka_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` with several worker processes: each reads settings."""
+    from trackflow.logs import configure_logging
+    from trackflow.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings)
+    return kafka_app(settings)

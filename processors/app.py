@@ -16,12 +16,16 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import EventT, StreamT
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from processors.lag import LagProbe
+from processors.metrics import WorkerMetrics
 from processors.postgres import PostgresStore
 from processors.retry import retry_while_retriable
 from processors.store_step import Message, StoreStep
-from schemas import FailedEvent, encode
+from schemas import FailedEvent, decode_raw_event, encode
 from schemas.topics import EVENTS_FAILED, EVENTS_RAW
 from trackflow.settings import Settings
 
@@ -29,8 +33,14 @@ __all__ = ["create_worker_app"]
 
 log = logging.getLogger(__name__)
 
+CONSUMED_TOPICS = (EVENTS_RAW, EVENTS_FAILED)
 
-def create_worker_app(settings: Settings, store: PostgresStore | None = None) -> faust.App:
+
+def create_worker_app(
+    settings: Settings,
+    store: PostgresStore | None = None,
+    registry: CollectorRegistry | None = None,
+) -> faust.App:
     app = faust.App(
         settings.worker_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
@@ -46,6 +56,8 @@ def create_worker_app(settings: Settings, store: PostgresStore | None = None) ->
         web_in_thread=False,
     )
     db = store or PostgresStore(settings.dsn())
+    metrics = WorkerMetrics(registry or CollectorRegistry())
+    lag = LagProbe(settings.kafka_bootstrap)
     raw_topic = app.topic(EVENTS_RAW, key_serializer="raw", value_serializer="raw")
     failed_topic = app.topic(EVENTS_FAILED, key_serializer="raw", value_serializer="raw")
 
@@ -56,21 +68,27 @@ def create_worker_app(settings: Settings, store: PostgresStore | None = None) ->
         ]
         for future in pending:
             await future  # the broker has it before the source offset is acked
+        for f in failures:
+            metrics.failed_events.labels(f.stage, f.code).inc()
+            metrics.stage_events.labels(f.stage, "failed").inc()
 
-    store_step = StoreStep(db, send_failed, settings.store_retry_max_seconds)
+    store_step = StoreStep(
+        db, decode_raw_event, send_failed, metrics, settings.store_retry_max_seconds
+    )
 
     @app.agent(raw_topic, name="store")
     async def store_events(stream: StreamT[Any]) -> None:
         await db.start()
         async for events in _batches(stream, settings):
-            try:
-                await store_step([_message(e) for e in events])
-            except Exception as exc:
-                # Not an outage (those are retried) and not bad input (failed events):
-                # a defect. Stop the worker so that a restart replays the unacked batch.
-                log.exception("store stage crashed; stopping the worker")
-                await app.crash(exc)
-                raise
+            with metrics.stage_seconds.labels("store").time():
+                try:
+                    await store_step([_message(e) for e in events])
+                except Exception as exc:
+                    # Not an outage (those are retried) and not bad input (failed events):
+                    # a defect. Stop the worker so that a restart replays the unacked batch.
+                    log.exception("store stage crashed; stopping the worker")
+                    await app.crash(exc)
+                    raise
             await _ack_all(stream, events)
 
     @app.agent(failed_topic, name="store_failed")
@@ -83,22 +101,46 @@ def create_worker_app(settings: Settings, store: PostgresStore | None = None) ->
             )
             await _ack_all(stream, events)
 
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def export_lag() -> None:
+        try:
+            if not lag.started:
+                await lag.start()
+            lags = await lag.measure(settings.worker_id, CONSUMED_TOPICS)
+        except KafkaError as exc:
+            log.warning("could not measure consumer lag: %s", exc)
+            return
+        for tp, value in lags.items():
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(value)
+
+    async def readiness() -> tuple[int, dict[str, Any]]:
+        db_ok, db_reason = await db.ping()
+        assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
+        reasons = ([] if db_ok else [db_reason]) + ([] if assigned else ["no partitions assigned"])
+        metrics.ready.set(0 if reasons else 1)
+        body = {
+            "status": "not ready" if reasons else "ready",
+            "reasons": reasons,
+            "partitions": assigned,
+        }
+        return (503 if reasons else 200), body
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "alive"})
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        db_ok, db_reason = await db.ping()
-        assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
-        reasons = ([] if db_ok else [db_reason]) + ([] if assigned else ["no partitions assigned"])
-        status = 200 if not reasons else 503
-        body = {
-            "status": "ready" if status == 200 else "not ready",
-            "reasons": reasons,
-            "partitions": assigned,
-        }
+        status, body = await readiness()
         return web.json(body, status=status)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        await readiness()
+        # aiohttp refuses a charset inside content_type=, so the header is set as is
+        return web.bytes(
+            generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     return app
 

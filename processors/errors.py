@@ -12,6 +12,7 @@ __all__ = ["InvalidEvent", "StageError", "StoreUnavailable"]
 
 class StageError(Exception):
     retriable = False
+    code = "stage_error"
 
     def __init__(self, stage: str, reason: str, event_id: str | None = None) -> None:
         super().__init__(f"[{stage}] {reason}" + (f" (event {event_id})" if event_id else ""))
@@ -21,8 +22,9 @@ class StageError(Exception):
 
 
 class InvalidEvent(StageError):
-    pass
+    code = "unstorable"
 
 
 class StoreUnavailable(StageError):
     retriable = True
+    code = "store_unavailable"

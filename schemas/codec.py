@@ -19,9 +19,10 @@ __all__ = ["InvalidMessage", "decode_raw_event", "describe_validation_error", "e
 class InvalidMessage(ValueError):
     """A message on a topic that no stage can process; goes to the failed-events topic."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "invalid_schema") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 def encode(message: BaseModel) -> bytes:
@@ -43,7 +44,8 @@ def decode_raw_event(data: bytes | None) -> RawEvent:
     version = obj.get("v")
     if version != RAW_EVENT_VERSION:
         raise InvalidMessage(
-            f"unsupported envelope version {version!r} (supported: {RAW_EVENT_VERSION})"
+            f"unsupported envelope version {version!r} (supported: {RAW_EVENT_VERSION})",
+            "unsupported_version",
         )
     try:
         return RawEvent.model_validate(obj)
@@ -53,13 +55,13 @@ def decode_raw_event(data: bytes | None) -> RawEvent:
 
 def _loads(data: bytes | None) -> dict[str, Any]:
     if not data:
-        raise InvalidMessage("empty message")
+        raise InvalidMessage("empty message", "empty")
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidMessage(f"invalid JSON: {exc}") from None
+        raise InvalidMessage(f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(obj, dict):
-        raise InvalidMessage(f"expected a JSON object, got {type(obj).__name__}")
+        raise InvalidMessage(f"expected a JSON object, got {type(obj).__name__}", "not_an_object")
     return obj
 
 

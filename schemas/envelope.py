@@ -53,6 +53,7 @@ class FailedEvent(_Message):
     v: Literal[1] = 1
     stage: str
     reason: str
+    code: str = "invalid"  # a short, bounded name for the reason (metrics label)
     topic: str
     partition: int
     offset: int

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -41,6 +44,7 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _run(coro: Coroutine[Any, Any, T], bootstrap: str) -> T:
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the error below says it all
     try:
         return asyncio.run(asyncio.wait_for(coro, 60))
     except (KafkaError, TimeoutError, OSError) as exc:
@@ -80,23 +84,48 @@ def up(**flags: Any) -> None:
 @_kafka_option
 @click.option("--host", "gateway_host", help="[TRACKFLOW_GATEWAY_HOST]")
 @click.option("--port", "gateway_port", type=int, help="[TRACKFLOW_GATEWAY_PORT]")
+@click.option(
+    "--workers", "gateway_workers", type=int, help="processes [TRACKFLOW_GATEWAY_WORKERS]"
+)
 def gateway(**flags: Any) -> None:
     """Run the HTTP gateway against an existing Kafka."""
     import uvicorn
 
+    settings = _settings(**flags)
+    common: dict[str, Any] = {
+        "host": settings.gateway_host,
+        "port": settings.gateway_port,
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.gateway_workers > 1:
+        _prepare_multiprocess_metrics()
+        for name, value in flags.items():  # flags reach the worker processes as env
+            if value is not None:
+                os.environ[f"TRACKFLOW_{name.upper()}"] = str(value)
+        uvicorn.run(
+            "ingest_gateway.app:kafka_app_from_env",
+            factory=True,
+            workers=settings.gateway_workers,
+            **common,
+        )
+        return
     from ingest_gateway import kafka_app
     from trackflow.logs import configure_logging
 
-    settings = _settings(**flags)
     configure_logging(settings)
-    uvicorn.run(
-        kafka_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=10,
+    uvicorn.run(kafka_app(settings), **common)
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Each uvicorn process writes its samples into one fresh folder, merged on scrape."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="trackflow-metrics-"
     )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
 
 
 @main.command()

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # -- gateway -----------------------------------------------------------
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8686, ge=1, le=65535)
+    gateway_workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_events_per_request: int = Field(default=500, ge=1)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)

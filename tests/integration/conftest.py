@@ -44,6 +44,7 @@ class Pipeline:
     kafka: str
     database_url: str
     gateway_url: str
+    worker_url: str
     source_id: str
     env: dict[str, str]
 
@@ -72,7 +73,12 @@ def pipeline(services: Services) -> Iterator[Pipeline]:
     gateway.start()
     try:
         yield Pipeline(
-            services.kafka, database_url, f"http://127.0.0.1:{gateway_port}", "test-site", env
+            services.kafka,
+            database_url,
+            f"http://127.0.0.1:{gateway_port}",
+            f"http://127.0.0.1:{worker_port}",
+            "test-site",
+            env,
         )
     finally:
         gateway.stop()

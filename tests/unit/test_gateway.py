@@ -234,9 +234,20 @@ def test_readyz_reports_the_reason(client: TestClient, publisher: InMemoryPublis
     assert response.json()["reasons"] == ["publisher set to fail"]
 
 
-def test_metrics_count_accepted_and_rejected(client: TestClient) -> None:
+def test_metrics_count_requests_events_and_rejections(client: TestClient) -> None:
     track(client, {"source": {"id": "web"}, "events": [{"type": "x"}, {"type": "y"}]})
     track(client, {"source": {"id": "nope"}, "events": [{"type": "x"}]})
+    client.post("/track", content=b"{", headers={"content-type": "application/json"})
     text = client.get("/metrics").text
     assert 'trackflow_gateway_events_accepted_total{source="web"} 2.0' in text
-    assert 'trackflow_gateway_events_rejected_total{reason="unknown_source"} 1.0' in text
+    assert (
+        'trackflow_gateway_events_rejected_total{reason="unknown_source",source="nope"} 1.0' in text
+    )
+    assert 'trackflow_gateway_events_rejected_total{reason="bad_request",source=""} 1.0' in text
+    assert 'trackflow_gateway_requests_total{endpoint="/track",status="200"} 1.0' in text
+    assert 'trackflow_gateway_requests_total{endpoint="/track",status="401"} 1.0' in text
+    assert 'trackflow_gateway_request_duration_seconds_count{endpoint="/track"} 3.0' in text
+    assert "trackflow_gateway_request_size_bytes_count 3.0" in text
+    assert "trackflow_gateway_produce_duration_seconds_count 1.0" in text
+    assert "trackflow_gateway_requests_in_flight 1.0" in text  # the scrape itself
+    assert "trackflow_gateway_kafka_ready 1.0" in text
