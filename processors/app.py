@@ -114,9 +114,13 @@ def create_worker_app(
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(value)
 
     async def readiness() -> tuple[int, dict[str, Any]]:
+        kafka_ok, kafka_reason = await lag.ping()
         db_ok, db_reason = await db.ping()
         assigned = sorted(str(tp) for tp in app.consumer.assignment()) if app.consumer else []
-        reasons = ([] if db_ok else [db_reason]) + ([] if assigned else ["no partitions assigned"])
+        reasons = [
+            reason for ok, reason in ((kafka_ok, kafka_reason), (db_ok, db_reason)) if not ok
+        ]
+        reasons += [] if assigned else ["no partitions assigned"]
         metrics.ready.set(0 if reasons else 1)
         body = {
             "status": "not ready" if reasons else "ready",

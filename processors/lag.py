@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 __all__ = ["LagProbe"]
 
@@ -36,6 +38,17 @@ class LagProbe:
             await self._consumer.stop()
         if self._admin is not None:
             await self._admin.close()
+
+    async def ping(self, timeout: float = 2.0) -> tuple[bool, str]:
+        """Whether the cluster answers a metadata request within ``timeout``."""
+        try:
+            if not self.started:
+                await asyncio.wait_for(self.start(), timeout)
+            assert self._admin is not None
+            await asyncio.wait_for(self._admin.describe_cluster(), timeout)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            return False, f"kafka unreachable: {exc!r}"
+        return True, "ok"
 
     async def measure(self, group: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
         """Lag per partition of ``topics`` for consumer group ``group`` (no commit: all)."""

@@ -177,6 +177,38 @@ def topics(**flags: Any) -> None:
     click.echo(f"topics ready ({len(created)} created now)")
 
 
+@main.command()
+@click.option("--gateway", "gateway_url", help="gateway base URL (default from settings)")
+@click.option("--worker", "worker_urls", multiple=True, help="worker base URL; repeat")
+@click.option("--interval", default=2.0, show_default=True, help="seconds between scrapes")
+def status(gateway_url: str | None, worker_urls: tuple[str, ...], interval: float) -> None:
+    """Summarise a running stack: throughput per stage, lag, failures, readiness."""
+    import time
+
+    from trackflow.status import Samples, StatusError, render, scrape, summarise
+
+    settings = _settings()
+    gateway_url = gateway_url or f"http://{settings.gateway_host}:{settings.gateway_port}"
+    workers = worker_urls or (f"http://{settings.worker_host}:{settings.worker_port}",)
+
+    def workers_scrape() -> Samples:
+        merged: Samples = {}
+        for url in workers:
+            for key, value in scrape(url).items():
+                merged[key] = merged.get(key, 0.0) + value
+        return merged
+
+    try:
+        click.echo(f"reading metrics for {interval:.0f}s ...", err=True)
+        gw_before, wk_before = scrape(gateway_url), workers_scrape()
+        time.sleep(interval)
+        gw_after, wk_after = scrape(gateway_url), workers_scrape()
+    except StatusError as exc:
+        raise Failure(str(exc)) from None
+    summary = summarise(gw_before, gw_after, wk_before, wk_after, interval)
+    click.echo(render(summary, gateway_url, workers))
+
+
 @main.group()
 def sources() -> None:
     """Register, list and disable event sources."""

@@ -49,3 +49,17 @@ def test_unreachable_database_is_named() -> None:
     result = cli("migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/none")
     assert result.returncode == 1
     assert "trackflow: error: migration failed" in result.stderr
+
+
+def test_status_summarises_the_running_stack(pipeline: Pipeline) -> None:
+    result = cli("status", "--gateway", pipeline.gateway_url, "--worker", pipeline.worker_url,
+                 "--interval", "1", env=pipeline.env)
+    assert result.returncode == 0, result.stderr
+    assert "ready: gateway kafka yes, worker yes" in result.stdout
+    assert "consumer lag" in result.stdout
+
+
+def test_status_names_an_unreachable_component() -> None:
+    result = cli("status", "--gateway", "http://127.0.0.1:1", "--interval", "0")
+    assert result.returncode == 1
+    assert "cannot read metrics from http://127.0.0.1:1" in result.stderr
