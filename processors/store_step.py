@@ -131,6 +131,13 @@ def _find(batch: Sequence[Message], partition: int, offset: int) -> Message:
 def failed_event(
     stage: str, message: Message, reason: str, code: str, event_id: str | None
 ) -> FailedEvent:
+    context = {
+        "event_id": event_id,
+        "stage": stage,
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+    }
     log.error(
         "failed event_id=%s stage=%s topic=%s partition=%s offset=%s: %s",
         event_id,
@@ -139,6 +146,7 @@ def failed_event(
         message.partition,
         message.offset,
         reason,
+        extra=context,
     )
     return FailedEvent(
         stage=stage,

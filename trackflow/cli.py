@@ -91,6 +91,8 @@ def gateway(**flags: Any) -> None:
     """Run the HTTP gateway against an existing Kafka."""
     import uvicorn
 
+    from trackflow.logs import logging_config
+
     settings = _settings(**flags)
     common: dict[str, Any] = {
         "host": settings.gateway_host,
@@ -98,6 +100,7 @@ def gateway(**flags: Any) -> None:
         "log_level": settings.log_level,
         "access_log": settings.log_level == "debug",
         "timeout_graceful_shutdown": 10,
+        "log_config": logging_config(settings),
     }
     if settings.gateway_workers > 1:
         _prepare_multiprocess_metrics()
@@ -139,8 +142,15 @@ def worker(**flags: Any) -> None:
     from processors.app import create_worker_app
 
     settings = _settings(**flags)
+    from trackflow.logs import logging_config
+
     app = create_worker_app(settings)
-    faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    faust.Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        logging_config=logging_config(settings),
+        quiet=True,
+    ).execute_from_commandline()
 
 
 @main.command()
