@@ -26,6 +26,7 @@ from ingest_gateway.errors import GatewayError, InvalidPayload, Unavailable
 from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
 from ingest_gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, MetricsMiddleware
 from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed
+from ingest_gateway.ratelimit import RateLimiter
 from ingest_gateway.sources import SourceRegistry, check_source
 from schemas import RequestInfo, TrackPayload, describe_validation_error
 from trackflow.config_topic import ConfigFollower
@@ -62,9 +63,11 @@ def create_app(
     ready_checks: Sequence[ReadyCheck] = (),
     new_id: IdFactory = _new_id,
     clock: Callable[[], datetime] = _utcnow,
+    monotonic: Callable[[], float] = time.monotonic,
     registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     metrics = GatewayMetrics(registry or CollectorRegistry())
+    limiter = RateLimiter()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -103,11 +106,12 @@ def create_app(
     @app.post("/track")
     async def track(request: Request) -> Response:
         payload = parse_track(
-            await read_json_body(request, settings.max_body_bytes),
+            await read_json_body(request, settings.max_body_bytes, settings.body_timeout_seconds),
             settings.max_events_per_request,
         )
         request.state.source_id = payload.source.id
-        check_source(sources, payload.source.id, request.headers.get("origin"))
+        source = check_source(sources, payload.source.id, request.headers.get("origin"))
+        limiter.check(source, len(payload.events), monotonic())
         accepted = accept_track(payload, request_info(request), new_id=new_id, now=clock())
         await publish(accepted)
         metrics.events_accepted.labels(payload.source.id).inc(len(accepted.events))

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from ingest_gateway.errors import BadRequest, InvalidPayload, PayloadTooLarge, UnsupportedMediaType
+from ingest_gateway.errors import (
+    BadRequest,
+    InvalidPayload,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 __all__ = ["read_json_body"]
 
 _ACCEPTED_TYPES = ("application/json", "text/plain", "")
 
 
-async def read_json_body(request: Request, limit: int) -> Any:
+async def read_json_body(request: Request, limit: int, timeout: float = 10.0) -> Any:
     _check_content_type(request.headers.get("content-type", ""))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit} bytes")
-    body = await _read_limited(request, limit)
+    try:
+        body = await asyncio.wait_for(_read_limited(request, limit), timeout)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
     if not body:
         raise BadRequest("empty body; expected a JSON object")
     try:

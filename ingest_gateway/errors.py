@@ -6,7 +6,9 @@
     ├── SourceForbidden         403  source disabled, or Origin not allowed
     ├── PayloadTooLarge         413  body over TRACKFLOW_MAX_BODY_BYTES
     ├── UnsupportedMediaType    415  a body that is not JSON or text/plain
+    ├── RequestTimeout          408  the body did not arrive in time (slow client)
     ├── InvalidPayload          422  fails the model; ``details`` lists each field
+    ├── RateLimited             429  the source's rate limit is exceeded (Retry-After)
     └── Unavailable             503  Kafka did not take the write in time (Retry-After)
 
 Nothing that raises one of these has been published.
@@ -21,6 +23,8 @@ __all__ = [
     "GatewayError",
     "InvalidPayload",
     "PayloadTooLarge",
+    "RateLimited",
+    "RequestTimeout",
     "SourceForbidden",
     "Unavailable",
     "UnknownSource",
@@ -71,12 +75,22 @@ class InvalidPayload(GatewayError):
     status, code = 422, "invalid_payload"
 
 
-class Unavailable(GatewayError):
-    status, code = 503, "unavailable"
+class RequestTimeout(GatewayError):
+    status, code = 408, "request_timeout"
 
+
+class _RetryLater(GatewayError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(_RetryLater):
+    status, code = 429, "rate_limited"
+
+
+class Unavailable(_RetryLater):
+    status, code = 503, "unavailable"

@@ -25,6 +25,7 @@ class EventSource(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     enabled: bool = True
     allowed_origins: tuple[str, ...] = ("*",)
+    rate_limit_per_second: float | None = Field(default=None, gt=0)
     updated_at: datetime
 
     def allows_origin(self, origin: str | None) -> bool:

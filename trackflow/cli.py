@@ -243,15 +243,21 @@ def _source_command(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("name")
 @click.option("--id", "source_id", help="source id (default: a new UUID)")
 @click.option("--origin", "origins", multiple=True, help="allowed Origin; repeat; default any")
+@click.option("--rate-limit", type=float, help="events per second (429 above); default none")
 @_source_command
 def sources_add(
-    name: str, source_id: str | None, origins: tuple[str, ...], kafka_bootstrap: str | None
+    name: str,
+    source_id: str | None,
+    origins: tuple[str, ...],
+    rate_limit: float | None,
+    kafka_bootstrap: str | None,
 ) -> None:
     """Register a new, enabled event source and print its id."""
     from trackflow.sources import add_source
 
     bootstrap = _settings(kafka_bootstrap=kafka_bootstrap).kafka_bootstrap
-    source = _run(add_source(bootstrap, source_id or str(uuid.uuid4()), name, origins), bootstrap)
+    new_id = source_id or str(uuid.uuid4())
+    source = _run(add_source(bootstrap, new_id, name, origins, rate_limit), bootstrap)
     click.echo(source.id)
 
 

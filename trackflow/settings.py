@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     gateway_port: int = Field(default=8686, ge=1, le=65535)
     gateway_workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
     max_events_per_request: int = Field(default=500, ge=1)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)

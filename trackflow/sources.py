@@ -19,14 +19,22 @@ async def list_sources(bootstrap: str) -> list[EventSource]:
 
 
 async def add_source(
-    bootstrap: str, source_id: str, name: str, origins: tuple[str, ...]
+    bootstrap: str,
+    source_id: str,
+    name: str,
+    origins: tuple[str, ...],
+    rate_limit: float | None = None,
 ) -> EventSource:
     if any(s.id == source_id for s in await list_sources(bootstrap)):
         raise SourceCommandError(
             f"source {source_id!r} already exists; use `trackflow sources enable|disable`"
         )
     source = EventSource(
-        id=source_id, name=name, allowed_origins=origins or ("*",), updated_at=datetime.now(UTC)
+        id=source_id,
+        name=name,
+        allowed_origins=origins or ("*",),
+        rate_limit_per_second=rate_limit,
+        updated_at=datetime.now(UTC),
     )
     await publish_config(bootstrap, ConfigRecord(kind="source", source=source))
     return source

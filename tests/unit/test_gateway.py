@@ -36,6 +36,7 @@ def client(publisher: InMemoryPublisher) -> Iterator[TestClient]:
             _source("web"),
             _source("off", enabled=False),
             _source("shop", allowed_origins=("https://shop.example",)),
+            _source("slow", rate_limit_per_second=2),
         ]
     )
     counter = itertools.count(1)
@@ -251,3 +252,44 @@ def test_metrics_count_requests_events_and_rejections(client: TestClient) -> Non
     assert "trackflow_gateway_produce_duration_seconds_count 1.0" in text
     assert "trackflow_gateway_requests_in_flight 1.0" in text  # the scrape itself
     assert "trackflow_gateway_kafka_ready 1.0" in text
+
+
+def test_rate_limited_source_gets_429_with_retry_after(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    body = {"source": {"id": "slow"}, "events": [{"type": "x"}, {"type": "y"}]}
+    assert track(client, body).status_code == 200
+    response = track(client, body)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert "limited to 2 events/s" in response.json()["error"]["message"]
+    assert len(publisher.records) == 2
+
+
+def test_slow_body_times_out_with_408(publisher: InMemoryPublisher) -> None:
+    import asyncio
+
+    import httpx
+
+    app = create_app(
+        Settings(body_timeout_seconds=0.2),
+        publisher=publisher,
+        sources=SourceRegistry([_source("web")]),
+    )
+
+    async def slow_body():  # type: ignore[no-untyped-def]
+        yield b'{"source": {"id": "web"},'
+        await asyncio.sleep(1.0)
+        yield b' "events": [{"type": "x"}]}'
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            return await c.post(
+                "/track", content=slow_body(), headers={"content-type": "application/json"}
+            )
+
+    response = asyncio.run(run())
+    assert response.status_code == 408
+    assert "did not arrive within 0.2s" in response.json()["error"]["message"]
+    assert publisher.records == []
