@@ -32,7 +32,7 @@ from schemas import RequestInfo, TrackPayload, describe_validation_error
 from trackflow.config_topic import ConfigFollower
 from trackflow.settings import Settings
 
-__all__ = ["create_app", "kafka_app", "kafka_app_from_env"]
+__all__ = ["create_app", "inline_app", "kafka_app", "kafka_app_from_env"]
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -185,6 +185,18 @@ def kafka_app(settings: Settings) -> FastAPI:
     )
 
 
+def inline_app(settings: Settings) -> FastAPI:
+    """Inline wiring: stages and the PostgreSQL write inside the request; no Kafka."""
+    from ingest_gateway.inline import InlinePublisher, PostgresSourcePoller
+    from processors.postgres import PostgresStore
+
+    store = PostgresStore(settings.dsn(), max_connections=8)
+    publisher = InlinePublisher(store)
+    sources = SourceRegistry()
+    poller = PostgresSourcePoller(store, sources)
+    return create_app(settings, publisher=publisher, sources=sources, services=[publisher, poller])
+
+
 def kafka_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` with several worker processes: each reads settings."""
     from trackflow.logs import configure_logging
@@ -192,4 +204,4 @@ def kafka_app_from_env() -> FastAPI:
 
     settings = load_settings()
     configure_logging(settings)
-    return kafka_app(settings)
+    return inline_app(settings) if settings.gateway_inline else kafka_app(settings)

@@ -16,7 +16,12 @@ class SourceRegistry:
 
     def apply(self, record: ConfigRecord) -> None:
         if record.kind == "source":
-            self._sources[record.source.id] = record.source
+            self.put(record.source)
+
+    def put(self, source: EventSource) -> None:
+        current = self._sources.get(source.id)
+        if current is None or current.updated_at <= source.updated_at:
+            self._sources[source.id] = source
 
     def get(self, source_id: str) -> EventSource | None:
         return self._sources.get(source_id)

@@ -2,6 +2,7 @@
 
     trackflow.events.raw.v1 ──> store ──> PostgreSQL (events, profiles, sessions)
               │                   └──> trackflow.events.failed.v1 ──> store_failed ──> failed_events
+    trackflow.config.v1 ──> config_mirror ──> PostgreSQL (sources)
 
 Each agent decodes, calls its stage, forwards, and acknowledges a message only after
 what it produced is durable (database commit or broker ack), so a crash replays and the
@@ -26,14 +27,15 @@ from processors.postgres import PostgresStore
 from processors.retry import retry_while_retriable
 from processors.store_step import Message, StoreStep
 from schemas import FailedEvent, decode_raw_event, encode
-from schemas.topics import EVENTS_FAILED, EVENTS_RAW
+from schemas.config import ConfigRecord, EventSource
+from schemas.topics import CONFIG, EVENTS_FAILED, EVENTS_RAW
 from trackflow.settings import Settings
 
 __all__ = ["create_worker_app"]
 
 log = logging.getLogger(__name__)
 
-CONSUMED_TOPICS = (EVENTS_RAW, EVENTS_FAILED)
+CONSUMED_TOPICS = (EVENTS_RAW, EVENTS_FAILED, CONFIG)
 
 
 def create_worker_app(
@@ -60,6 +62,7 @@ def create_worker_app(
     lag = LagProbe(settings.kafka_bootstrap)
     raw_topic = app.topic(EVENTS_RAW, key_serializer="raw", value_serializer="raw")
     failed_topic = app.topic(EVENTS_FAILED, key_serializer="raw", value_serializer="raw")
+    config_topic = app.topic(CONFIG, key_serializer="raw", value_serializer="raw")
 
     async def send_failed(failures: Sequence[FailedEvent]) -> None:
         pending = [
@@ -99,6 +102,14 @@ def create_worker_app(
             await retry_while_retriable(
                 write, "store failed events", settings.store_retry_max_seconds
             )
+            await _ack_all(stream, events)
+
+    @app.agent(config_topic, name="config_mirror")
+    async def mirror_config(stream: StreamT[Any]) -> None:
+        await db.start()
+        async for events in _batches(stream, settings):
+            write = functools.partial(db.write_sources, _decode_sources(events))
+            await retry_while_retriable(write, "mirror config", settings.store_retry_max_seconds)
             await _ack_all(stream, events)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
@@ -177,6 +188,22 @@ def _decode_failures(events: Sequence[EventT[Any]]) -> list[FailedEvent]:
                 exc,
             )
     return failures
+
+
+def _decode_sources(events: Sequence[EventT[Any]]) -> list[EventSource]:
+    latest: dict[str, EventSource] = {}
+    for event in events:
+        if event.value is None:
+            continue
+        try:
+            record = ConfigRecord.model_validate_json(event.value)
+        except ValueError as exc:
+            log.error(
+                "skipping unreadable config record at offset %s: %s", event.message.offset, exc
+            )
+            continue
+        latest[record.source.id] = record.source
+    return list(latest.values())
 
 
 async def _ack_all(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:

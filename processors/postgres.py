@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from processors.errors import InvalidEvent, StoreUnavailable
 from processors.store import EVENT_COLUMNS, EventRow
-from schemas import FailedEvent
+from schemas import EventSource, FailedEvent
 
 __all__ = ["PostgresStore"]
 
@@ -52,6 +53,16 @@ INSERT INTO failed_events
     (stage, reason, topic, kafka_partition, kafka_offset, event_id, failed_at, payload)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (stage, topic, kafka_partition, kafka_offset) DO NOTHING
+"""
+
+
+_UPSERT_SOURCE = """
+INSERT INTO sources AS s (id, name, enabled, config, updated_at)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name, enabled = EXCLUDED.enabled,
+    config = EXCLUDED.config, updated_at = EXCLUDED.updated_at
+WHERE s.updated_at <= EXCLUDED.updated_at
 """
 
 
@@ -116,3 +127,24 @@ class PostgresStore:
                 await cursor.executemany(_INSERT_FAILED, params)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable("store", f"postgresql unavailable: {exc}") from exc
+
+    async def write_sources(self, sources: Sequence[EventSource]) -> None:
+        """Mirror sources from the config topic; an older record never overwrites a newer."""
+        params = [
+            (s.id, s.name, s.enabled, Jsonb(s.model_dump(mode="json")), s.updated_at)
+            for s in sources
+        ]
+        try:
+            async with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cursor,
+            ):
+                await cursor.executemany(_UPSERT_SOURCE, params)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("config", f"postgresql unavailable: {exc}") from exc
+
+    async def read_sources(self) -> list[EventSource]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT config FROM sources")
+            return [EventSource.model_validate(row[0]) for row in await cursor.fetchall()]

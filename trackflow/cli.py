@@ -87,8 +87,17 @@ def up(**flags: Any) -> None:
 @click.option(
     "--workers", "gateway_workers", type=int, help="processes [TRACKFLOW_GATEWAY_WORKERS]"
 )
+@click.option(
+    "--inline",
+    "gateway_inline",
+    is_flag=True,
+    default=None,
+    help="run every stage in the request and write to PostgreSQL; no Kafka"
+    " [TRACKFLOW_GATEWAY_INLINE]",
+)
+@click.option("--database-url", help="for --inline [TRACKFLOW_DATABASE_URL]")
 def gateway(**flags: Any) -> None:
-    """Run the HTTP gateway against an existing Kafka."""
+    """Run the HTTP gateway against an existing Kafka (or inline, against PostgreSQL)."""
     import uvicorn
 
     from trackflow.logs import logging_config
@@ -114,11 +123,12 @@ def gateway(**flags: Any) -> None:
             **common,
         )
         return
-    from ingest_gateway import kafka_app
+    from ingest_gateway import inline_app, kafka_app
     from trackflow.logs import configure_logging
 
     configure_logging(settings)
-    uvicorn.run(kafka_app(settings), **common)
+    app = inline_app(settings) if settings.gateway_inline else kafka_app(settings)
+    uvicorn.run(app, **common)
 
 
 def _prepare_multiprocess_metrics() -> None:

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8686, ge=1, le=65535)
     gateway_workers: int = Field(default=1, ge=1, le=64)
+    gateway_inline: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     max_events_per_request: int = Field(default=500, ge=1)

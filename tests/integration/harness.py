@@ -158,8 +158,16 @@ def cli(
 class TrackflowProcess:
     """``trackflow gateway`` or ``trackflow worker`` as a real child process."""
 
-    def __init__(self, command: str, env: dict[str, str], ready_url: str, logs: Path) -> None:
+    def __init__(
+        self,
+        command: str,
+        env: dict[str, str],
+        ready_url: str,
+        logs: Path,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.command = command
+        self._args = extra_args
         self.ready_url = ready_url
         self.log_path = logs / f"{command}.log"
         self._env = {**os.environ, **env}
@@ -167,7 +175,7 @@ class TrackflowProcess:
 
     def start(self, timeout: float = 60) -> None:
         self._child.spawn(
-            [sys.executable, "-m", "trackflow", self.command],
+            [sys.executable, "-m", "trackflow", self.command, *self._args],
             cwd=REPO,
             death_signal=signal.SIGTERM,
             env=self._env,
