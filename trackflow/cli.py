@@ -230,6 +230,27 @@ def status(gateway_url: str | None, worker_urls: tuple[str, ...], interval: floa
 
 
 @main.group()
+def schemas() -> None:
+    """JSON Schema files for producing messages straight to Kafka."""
+
+
+@schemas.command("export")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("schemas/json"),
+    show_default=True,
+    help="folder to write into",
+)
+def schemas_export(out: Path) -> None:
+    """Write one JSON Schema per topic message."""
+    from schemas.export import export_schemas
+
+    for path in export_schemas(out):
+        click.echo(f"wrote {path}")
+
+
+@main.group()
 def sources() -> None:
     """Register, list and disable event sources."""
 

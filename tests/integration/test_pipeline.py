@@ -13,6 +13,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from schemas import RawEvent, encode
+from schemas.producer import raw_event_message
 from schemas.topics import EVENTS_RAW
 from tests.integration.conftest import Pipeline
 from tests.integration.harness import cli, poll
@@ -177,23 +178,25 @@ def test_poison_messages_go_to_failed_events_and_the_flow_goes_on(pipeline: Pipe
 
 
 def test_backend_services_may_produce_straight_to_kafka(pipeline: Pipeline) -> None:
-    event = RawEvent(
-        id=_uid("direct"),
-        type="invoice-paid",
+    event_id, profile_id = _uid("direct"), _uid("p")
+    key, value = raw_event_message(
+        "invoice-paid",
+        profile_id=profile_id,
         source_id="billing",
-        profile_id=_uid("p"),
-        received_at=datetime.now(UTC),
         properties={"amount": 10},
+        event_id=event_id,
     )
-    asyncio.run(_produce(pipeline.kafka, event.profile_id.encode(), [encode(event)]))
+    asyncio.run(_produce(pipeline.kafka, key, [value]))
     rows = poll(
         lambda: _query(
-            pipeline, "SELECT type, protocol, properties FROM events WHERE id = %s", event.id
+            pipeline,
+            "SELECT type, protocol, properties, profile_id FROM events WHERE id = %s",
+            event_id,
         ),
         30,
         "the directly produced event",
     )
-    assert rows == [("invoice-paid", "kafka", {"amount": 10})]
+    assert rows == [("invoice-paid", "kafka", {"amount": 10}, profile_id)]
 
 
 def test_sources_added_and_disabled_take_effect_without_restart(pipeline: Pipeline) -> None:
