@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-integration check bench bench-smoke clean
+.PHONY: install promtool run test test-unit test-integration check bench bench-smoke clean
 
 install: $(STAMP)
 
@@ -16,13 +16,21 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+promtool: ## promtool for the deploy tests (Debian package prometheus; installed as root when missing)
+	@command -v promtool >/dev/null 2>&1 || { \
+	  test "$$(id -u)" = 0 || { echo "promtool missing: sudo apt-get install -y --no-install-recommends prometheus"; exit 1; }; \
+	  echo "installing Debian package prometheus (for promtool)..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service; fi; }
+	@promtool --version | head -1
+
 run: install ## the whole local stack in the foreground (Ctrl-C stops it)
 	$(VENV)/bin/trackflow up
 
-test: install ## every tier: unit, wiring, integration on a real Kafka and PostgreSQL
+test: install promtool ## every tier: unit, wiring, integration on a real Kafka and PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: install promtool
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: install

@@ -190,7 +190,10 @@ def topics(**flags: Any) -> None:
 
     settings = _settings(**flags)
     created = _run(
-        ensure_topics(settings.kafka_bootstrap, settings.topic_partitions), settings.kafka_bootstrap
+        ensure_topics(
+            settings.kafka_bootstrap, settings.topic_partitions, settings.topic_replication_factor
+        ),
+        settings.kafka_bootstrap,
     )
     for name in created:
         click.echo(f"created {name}")

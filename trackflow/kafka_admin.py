@@ -9,7 +9,7 @@ from schemas.topics import ALL_TOPICS, TopicSpec
 __all__ = ["ensure_topics"]
 
 
-async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> list[str]:
     """Create every missing topic; return the names created (existing ones are left as is)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await admin.start()
@@ -17,19 +17,20 @@ async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [spec for spec in ALL_TOPICS if spec.name not in existing]
         if missing:
-            response = await admin.create_topics([_new_topic(s, partitions) for s in missing])
+            new = [_new_topic(s, partitions, replication) for s in missing]
+            response = await admin.create_topics(new)
             _raise_for_errors(response)
         return [spec.name for spec in missing]
     finally:
         await admin.close()
 
 
-def _new_topic(spec: TopicSpec, partitions: int) -> NewTopic:
+def _new_topic(spec: TopicSpec, partitions: int, replication: int) -> NewTopic:
     configs = {"cleanup.policy": "compact"} if spec.compacted else {}
     return NewTopic(
         name=spec.name,
         num_partitions=1 if spec.single_partition else partitions,
-        replication_factor=1,
+        replication_factor=replication,
         topic_configs=configs,
     )
 

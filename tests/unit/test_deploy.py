@@ -43,7 +43,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     # gateway (Prometheus job trackflow-gateway)
     "trackflow_gateway_requests_total": (COUNTER, frozenset({"endpoint", "status"})),
     "trackflow_gateway_events_accepted_total": (COUNTER, frozenset({"source"})),
-    "trackflow_gateway_events_rejected_total": (COUNTER, frozenset({"reason"})),
+    "trackflow_gateway_events_rejected_total": (COUNTER, frozenset({"source", "reason"})),
     "trackflow_gateway_request_duration_seconds": (HISTOGRAM, frozenset({"endpoint"})),
     "trackflow_gateway_produce_duration_seconds": (HISTOGRAM, frozenset()),
     "trackflow_gateway_requests_in_flight": (GAUGE, frozenset()),
@@ -263,6 +263,34 @@ def _queries() -> list[tuple[str, str, str]]:
         for title, target in _dashboard_targets()
     ]
     return queries
+
+
+def _exported_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """What the code registers today: name -> (type, labels), from the metrics classes."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from ingest_gateway.metrics import GatewayMetrics
+    from processors.metrics import WorkerMetrics
+
+    exported = {}
+    for cls in (GatewayMetrics, WorkerMetrics):
+        holder = cls(CollectorRegistry())
+        for metric in vars(holder).values():
+            if isinstance(metric, MetricWrapperBase):
+                kind = metric._type  # prometheus_client keeps these private
+                name = metric._name + ("_total" if kind == COUNTER else "")
+                exported[name] = (kind, frozenset(metric._labelnames))
+    return exported
+
+
+def test_every_metric_the_code_exports_is_in_the_contract() -> None:
+    # The contract may list metrics of stages still to come; what the code exports must match.
+    exported = _exported_metrics()
+    assert exported, "no metrics found on GatewayMetrics/WorkerMetrics"
+    for name, (kind, labels) in exported.items():
+        assert name in METRICS, f"{name} is exported but not in the contract (METRICS)"
+        assert METRICS[name] == (kind, labels), f"{name}: code {kind} {sorted(labels)}"
 
 
 def test_alerts_and_dashboard_use_only_contract_metrics() -> None:
@@ -593,6 +621,9 @@ def test_k8s_settings_are_real_and_the_secret_stays_secret() -> None:
             if env["name"] == "TRACKFLOW_DATABASE_URL":
                 assert "value" not in env, f"{where}: the database URL must come from the Secret"
                 assert env["valueFrom"]["secretKeyRef"]["name"] == "trackflow-secrets"
+        if container["args"][0] not in {"worker", "migrate"}:
+            names = {env["name"] for env in container.get("env", [])}
+            assert "TRACKFLOW_DATABASE_URL" not in names, f"{where} needs no database secret"
     migrate = [
         c for where, c in _k8s_containers() if where.startswith("Job/") and c["args"] == ["migrate"]
     ]
@@ -682,6 +713,10 @@ def test_compose_trackflow_settings_are_real() -> None:
         if service.get("command", [None])[0] in trackflow_cli.commands:
             assert env["TRACKFLOW_LOG_FORMAT"] == "json", name
             assert env["TRACKFLOW_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+            uses_database = service["command"][0] in {"worker", "migrate"}
+            assert ("TRACKFLOW_DATABASE_URL" in env) == uses_database, (
+                f"{name}: the database URL goes to the worker and migrate only"
+            )
 
 
 def test_compose_bind_mounts_exist_and_prometheus_gets_its_rules() -> None:
