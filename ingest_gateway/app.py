@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_gateway.body import read_json_body
+from ingest_gateway.client_ip import client_ip
 from ingest_gateway.errors import GatewayError, InvalidPayload, Unavailable
 from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
 from ingest_gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, MetricsMiddleware
@@ -68,6 +69,7 @@ def create_app(
 ) -> FastAPI:
     metrics = GatewayMetrics(registry or CollectorRegistry())
     limiter = RateLimiter()
+    trusted = settings.trusted_proxy_list()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +114,8 @@ def create_app(
         request.state.source_id = payload.source.id
         source = check_source(sources, payload.source.id, request.headers.get("origin"))
         limiter.check(source, len(payload.events), monotonic())
-        accepted = accept_track(payload, request_info(request), new_id=new_id, now=clock())
+        info = request_info(request, trusted)
+        accepted = accept_track(payload, info, new_id=new_id, now=clock())
         await publish(accepted)
         metrics.events_accepted.labels(payload.source.id).inc(len(accepted.events))
         return json_response(accepted.response())
@@ -156,10 +159,11 @@ def parse_track(body: Any, max_events: int) -> TrackPayload:
         raise InvalidPayload(describe_validation_error(exc), details) from None
 
 
-def request_info(request: Request) -> RequestInfo:
+def request_info(request: Request, trusted_proxies: Sequence[str]) -> RequestInfo:
     headers = request.headers
+    peer = request.client.host if request.client else None
     return RequestInfo(
-        ip=request.client.host if request.client else None,
+        ip=client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies),
         user_agent=headers.get("user-agent"),
         origin=headers.get("origin"),
         referer=headers.get("referer"),
@@ -188,11 +192,12 @@ def kafka_app(settings: Settings) -> FastAPI:
 def inline_app(settings: Settings) -> FastAPI:
     """Inline wiring: stages and the PostgreSQL write inside the request; no Kafka."""
     from ingest_gateway.inline import InlinePublisher, PostgresSourcePoller
+    from processors.enrich_stage import SourceEnricher, enrich_context
     from processors.postgres import PostgresStore
 
     store = PostgresStore(settings.dsn(), max_connections=8)
-    publisher = InlinePublisher(store)
     sources = SourceRegistry()
+    publisher = InlinePublisher(store, SourceEnricher(enrich_context(settings), sources))
     poller = PostgresSourcePoller(store, sources)
     return create_app(settings, publisher=publisher, sources=sources, services=[publisher, poller])
 

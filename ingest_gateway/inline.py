@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ingest_gateway.publisher import PublishFailed, Record
 from ingest_gateway.sources import SourceRegistry
 from processors.errors import StageError
 from processors.postgres import PostgresStore
 from processors.store import Located, plan_event_rows
-from schemas import InvalidMessage, decode_raw_event
+from schemas import InvalidMessage, RawEvent, decode_raw_event
 
 __all__ = ["InlinePublisher", "PostgresSourcePoller"]
 
@@ -27,8 +27,9 @@ INLINE = -1  # partition and offset of events that never went through Kafka
 
 
 class InlinePublisher:
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, stages: Callable[[RawEvent], RawEvent]) -> None:
         self._store = store
+        self._stages = stages
 
     async def start(self) -> None:
         await self._store.start()
@@ -38,9 +39,11 @@ class InlinePublisher:
 
     async def publish(self, records: Sequence[Record]) -> None:
         try:
-            events = [decode_raw_event(r.value) for r in records]
+            events = [self._stages(decode_raw_event(r.value)) for r in records]
         except InvalidMessage as exc:
             raise PublishFailed(f"invalid event: {exc.reason}") from exc
+        except StageError as exc:
+            raise PublishFailed(f"[{exc.stage}] {exc.reason}") from exc
         rows, rejected = plan_event_rows([Located(e, INLINE, INLINE) for e in events])
         if rejected:
             raise PublishFailed(f"event {rejected[0][0].event.id}: {rejected[0][1].reason}")

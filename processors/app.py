@@ -1,7 +1,9 @@
 """The workers' composition root: one Faust app, one agent per stage.
 
-    trackflow.events.raw.v1 ──> store ──> PostgreSQL (events, profiles, sessions)
-              │                   └──> trackflow.events.failed.v1 ──> store_failed ──> failed_events
+    trackflow.events.raw.v1 ──> enrich ──> trackflow.events.enriched.v1 ──> store ──> PostgreSQL
+                                  │                                          │   (events, profiles,
+                                  └─────> trackflow.events.failed.v1 <───────┘    sessions)
+                                              └──> store_failed ──> failed_events
     trackflow.config.v1 ──> config_mirror ──> PostgreSQL (sources)
 
 Each agent decodes, calls its stage, forwards, and acknowledges a message only after
@@ -21,21 +23,25 @@ from aiokafka.errors import KafkaError
 from faust.types import EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from processors.enrich_stage import SourceEnricher, enrich_context
+from processors.forward_step import ForwardStep
 from processors.lag import LagProbe
 from processors.metrics import WorkerMetrics
 from processors.postgres import PostgresStore
 from processors.retry import retry_while_retriable
 from processors.store_step import Message, StoreStep
-from schemas import FailedEvent, decode_raw_event, encode
+from schemas import FailedEvent, decode_event, decode_raw_event, encode
 from schemas.config import ConfigRecord, EventSource
-from schemas.topics import CONFIG, EVENTS_FAILED, EVENTS_RAW
+from schemas.enrichment import EnrichedEvent
+from schemas.topics import CONFIG, EVENTS_ENRICHED, EVENTS_FAILED, EVENTS_RAW
+from trackflow.config_topic import ConfigFollower, SourceRegistry
 from trackflow.settings import Settings
 
 __all__ = ["create_worker_app"]
 
 log = logging.getLogger(__name__)
 
-CONSUMED_TOPICS = (EVENTS_RAW, EVENTS_FAILED, CONFIG)
+CONSUMED_TOPICS = (EVENTS_RAW, EVENTS_ENRICHED, EVENTS_FAILED, CONFIG)
 
 
 def create_worker_app(
@@ -61,6 +67,7 @@ def create_worker_app(
     metrics = WorkerMetrics(registry or CollectorRegistry())
     lag = LagProbe(settings.kafka_bootstrap)
     raw_topic = app.topic(EVENTS_RAW, key_serializer="raw", value_serializer="raw")
+    enriched_topic = app.topic(EVENTS_ENRICHED, key_serializer="raw", value_serializer="raw")
     failed_topic = app.topic(EVENTS_FAILED, key_serializer="raw", value_serializer="raw")
     config_topic = app.topic(CONFIG, key_serializer="raw", value_serializer="raw")
 
@@ -76,10 +83,32 @@ def create_worker_app(
             metrics.stage_events.labels(f.stage, "failed").inc()
 
     store_step = StoreStep(
-        db, decode_raw_event, send_failed, metrics, settings.store_retry_max_seconds
+        db,
+        functools.partial(decode_event, model=EnrichedEvent),
+        send_failed,
+        metrics,
+        settings.store_retry_max_seconds,
+    )
+    sources = SourceRegistry()
+    config = ConfigFollower(settings.kafka_bootstrap, sources.apply)
+    enrich_step = ForwardStep(
+        "enrich", decode_raw_event, SourceEnricher(enrich_context(settings), sources)
     )
 
-    @app.agent(raw_topic, name="store")
+    @app.agent(raw_topic, name="enrich")
+    async def enrich_events(stream: StreamT[Any]) -> None:
+        if not config.caught_up:
+            await config.start()
+        async for events in _batches(stream, settings):
+            with metrics.stage_seconds.labels("enrich").time():
+                result = enrich_step([_message(e) for e in events])
+            await _send_all(enriched_topic, result.outputs)
+            if result.failures:
+                await send_failed(result.failures)
+            metrics.stage_events.labels("enrich", "ok").inc(len(result.outputs))
+            await _ack_all(stream, events)
+
+    @app.agent(enriched_topic, name="store")
     async def store_events(stream: StreamT[Any]) -> None:
         await db.start()
         async for events in _batches(stream, settings):
@@ -204,6 +233,13 @@ def _decode_sources(events: Sequence[EventT[Any]]) -> list[EventSource]:
             continue
         latest[record.source.id] = record.source
     return list(latest.values())
+
+
+async def _send_all(topic: Any, records: Sequence[tuple[bytes, bytes]]) -> None:
+    """Send, then wait until the broker has every record (before the source is acked)."""
+    pending = [await topic.send(key=key, value=value) for key, value in records]
+    for future in pending:
+        await future
 
 
 async def _ack_all(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:

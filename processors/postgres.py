@@ -28,22 +28,38 @@ WITH new AS (
     INSERT INTO events ({_COLUMNS})
     SELECT {_COLUMNS} FROM incoming_events
     ON CONFLICT (id) DO NOTHING
-    RETURNING profile_id, session_id, received_at
+    RETURNING profile_id, session_id, received_at, enrichment->'geo' AS geo,
+              enrichment->'device' AS device
 ), profile_activity AS (
-    INSERT INTO profiles AS p (id, created_at, last_event_at, event_count)
-    SELECT profile_id, min(received_at), max(received_at), count(*) FROM new GROUP BY profile_id
+    INSERT INTO profiles AS p (id, created_at, last_event_at, event_count, geo, device)
+    SELECT profile_id, min(received_at), max(received_at), count(*),
+           (array_agg(geo ORDER BY received_at DESC) FILTER (WHERE geo IS NOT NULL))[1],
+           (array_agg(device ORDER BY received_at DESC) FILTER (WHERE device IS NOT NULL))[1]
+    FROM new GROUP BY profile_id
     ON CONFLICT (id) DO UPDATE SET
         event_count = p.event_count + EXCLUDED.event_count,
         last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),
+        geo = CASE WHEN EXCLUDED.last_event_at >= p.last_event_at
+                   THEN coalesce(EXCLUDED.geo, p.geo) ELSE coalesce(p.geo, EXCLUDED.geo) END,
+        device = CASE WHEN EXCLUDED.last_event_at >= p.last_event_at
+                   THEN coalesce(EXCLUDED.device, p.device)
+                   ELSE coalesce(p.device, EXCLUDED.device) END,
         updated_at = now()
 ), session_activity AS (
-    INSERT INTO sessions AS s (id, profile_id, started_at, last_seen_at, event_count)
-    SELECT session_id, min(profile_id), min(received_at), max(received_at), count(*)
+    INSERT INTO sessions AS s (id, profile_id, started_at, last_seen_at, event_count, geo, device)
+    SELECT session_id, min(profile_id), min(received_at), max(received_at), count(*),
+           (array_agg(geo ORDER BY received_at) FILTER (WHERE geo IS NOT NULL))[1],
+           (array_agg(device ORDER BY received_at) FILTER (WHERE device IS NOT NULL))[1]
     FROM new WHERE session_id IS NOT NULL GROUP BY session_id
     ON CONFLICT (id) DO UPDATE SET
         event_count = s.event_count + EXCLUDED.event_count,
         started_at = least(s.started_at, EXCLUDED.started_at),
-        last_seen_at = greatest(s.last_seen_at, EXCLUDED.last_seen_at)
+        last_seen_at = greatest(s.last_seen_at, EXCLUDED.last_seen_at),
+        geo = CASE WHEN EXCLUDED.started_at < s.started_at
+                   THEN coalesce(EXCLUDED.geo, s.geo) ELSE coalesce(s.geo, EXCLUDED.geo) END,
+        device = CASE WHEN EXCLUDED.started_at < s.started_at
+                   THEN coalesce(EXCLUDED.device, s.device)
+                   ELSE coalesce(s.device, EXCLUDED.device) END
 )
 SELECT count(*) FROM new
 """

@@ -15,6 +15,7 @@ import orjson
 
 from processors.errors import InvalidEvent
 from schemas import RawEvent
+from schemas.enrichment import EnrichedEvent
 
 __all__ = ["EVENT_COLUMNS", "ROW_OFFSET", "ROW_PARTITION", "EventRow", "Located", "plan_event_rows"]
 
@@ -35,13 +36,28 @@ EVENT_COLUMNS = (
     "request",
     "kafka_partition",
     "kafka_offset",
+    "enrichment",
 )
 
 ROW_PARTITION = EVENT_COLUMNS.index("kafka_partition")
 ROW_OFFSET = EVENT_COLUMNS.index("kafka_offset")
 
 EventRow = tuple[
-    str, str, str, str, str | None, datetime, str, str, str, str, list[str], str, int, int
+    str,
+    str,
+    str,
+    str,
+    str | None,
+    datetime,
+    str,
+    str,
+    str,
+    str,
+    list[str],
+    str,
+    int,
+    int,
+    str | None,
 ]
 
 
@@ -95,7 +111,15 @@ def _row(item: Located) -> EventRow:
         _json(e, e.request.model_dump(), "request"),
         item.partition,
         item.offset,
+        _enrichment(e),
     )
+
+
+def _enrichment(event: RawEvent) -> str | None:
+    """The enrich stage's findings, when the event went through it."""
+    if not isinstance(event, EnrichedEvent):
+        return None
+    return _json(event, event.enrichment.model_dump(exclude_defaults=True), "enrichment")
 
 
 def _json(event: RawEvent, value: object, field: str) -> str:

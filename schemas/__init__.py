@@ -1,6 +1,12 @@
 """trackflow's wire contract: pydantic models for every payload and message."""
 
-from schemas.codec import InvalidMessage, decode_raw_event, describe_validation_error, encode
+from schemas.codec import (
+    InvalidMessage,
+    decode_event,
+    decode_raw_event,
+    describe_validation_error,
+    encode,
+)
 from schemas.config import CONFIG_VERSION, ConfigRecord, EventSource, source_key
 from schemas.envelope import RAW_EVENT_VERSION, FailedEvent, RawEvent, RequestInfo
 from schemas.tracardi import TrackEvent, TrackPayload
@@ -16,6 +22,7 @@ __all__ = [
     "RequestInfo",
     "TrackEvent",
     "TrackPayload",
+    "decode_event",
     "decode_raw_event",
     "describe_validation_error",
     "encode",

@@ -6,14 +6,22 @@ names the problem (bad JSON, unsupported version, the failing field).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas.envelope import RAW_EVENT_VERSION, RawEvent
 
-__all__ = ["InvalidMessage", "decode_raw_event", "describe_validation_error", "encode"]
+__all__ = [
+    "InvalidMessage",
+    "decode_event",
+    "decode_raw_event",
+    "describe_validation_error",
+    "encode",
+]
+
+E = TypeVar("E", bound=RawEvent)
 
 
 class InvalidMessage(ValueError):
@@ -40,6 +48,11 @@ def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
 
 
 def decode_raw_event(data: bytes | None) -> RawEvent:
+    return decode_event(data, RawEvent)
+
+
+def decode_event(data: bytes | None, model: type[E]) -> E:
+    """Decode a message of an event topic as ``model`` (a RawEvent or a later stage's)."""
     obj = _loads(data)
     version = obj.get("v")
     if version != RAW_EVENT_VERSION:
@@ -48,9 +61,9 @@ def decode_raw_event(data: bytes | None) -> RawEvent:
             "unsupported_version",
         )
     try:
-        return RawEvent.model_validate(obj)
+        return model.model_validate(obj)
     except ValidationError as exc:
-        raise InvalidMessage("invalid raw event: " + describe_validation_error(exc)) from None
+        raise InvalidMessage("invalid event: " + describe_validation_error(exc)) from None
 
 
 def _loads(data: bytes | None) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.enrichment import EnrichOptions
+
 __all__ = ["CONFIG_VERSION", "ConfigRecord", "EventSource", "source_key"]
 
 CONFIG_VERSION = 1
@@ -26,6 +28,7 @@ class EventSource(BaseModel):
     enabled: bool = True
     allowed_origins: tuple[str, ...] = ("*",)
     rate_limit_per_second: float | None = Field(default=None, gt=0)
+    enrich: EnrichOptions = Field(default_factory=EnrichOptions)
     updated_at: datetime
 
     def allows_origin(self, origin: str | None) -> bool:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALL_TOPICS", "CONFIG", "EVENTS_FAILED", "EVENTS_RAW", "TopicSpec"]
+__all__ = ["ALL_TOPICS", "CONFIG", "EVENTS_ENRICHED", "EVENTS_FAILED", "EVENTS_RAW", "TopicSpec"]
 
 EVENTS_RAW = "trackflow.events.raw.v1"
+EVENTS_ENRICHED = "trackflow.events.enriched.v1"
 EVENTS_FAILED = "trackflow.events.failed.v1"
 CONFIG = "trackflow.config.v1"
 
@@ -24,6 +25,7 @@ class TopicSpec:
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(EVENTS_RAW),
+    TopicSpec(EVENTS_ENRICHED),
     TopicSpec(EVENTS_FAILED),
     TopicSpec(CONFIG, compacted=True, single_partition=True),
 )

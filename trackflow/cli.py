@@ -331,3 +331,164 @@ def _set_enabled(source_id: str, enabled: bool, kafka_bootstrap: str | None) -> 
     bootstrap = _settings(kafka_bootstrap=kafka_bootstrap).kafka_bootstrap
     source = _run(set_source_enabled(bootstrap, source_id, enabled), bootstrap)
     click.echo(f"{source.id} {'enabled' if source.enabled else 'disabled'}")
+
+
+# --------------------------------------------------------------------------------------------
+# trackflow failed list | replay
+# --------------------------------------------------------------------------------------------
+
+
+@main.group()
+def failed() -> None:
+    """List failed events; replay them to the raw topic after a fix."""
+
+
+def _since_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        from trackflow.failed import parse_since
+
+        try:
+            return None if value is None else parse_since(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(
+        "--since", callback=parse, help="failed at or after this ISO-8601 time (UTC if no zone)"
+    )(f)
+
+
+def _failed_filters(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = _since_option(f)
+    f = click.option("--stage", help="only failures of this stage (e.g. store)")(f)
+    return click.option("--database-url", help="[TRACKFLOW_DATABASE_URL]")(f)
+
+
+def _read_failed(dsn: str, query: Any) -> tuple[list[Any], int, bool]:
+    """(rows, how many match without the limit, whether failed_events has replayed_at)."""
+    import psycopg
+
+    from trackflow.failed import FailedRow
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            marked = _has_replayed_at(conn)
+            sql, params = query.select(with_replayed_at=marked)
+            rows = [FailedRow.from_db(r) for r in conn.execute(sql, params).fetchall()]
+            sql, params = query.count()
+            [(total,)] = conn.execute(sql, params).fetchall()
+    except psycopg.Error as exc:
+        raise Failure(f"cannot read failed events from PostgreSQL: {exc}") from None
+    return rows, int(total), marked
+
+
+def _has_replayed_at(conn: Any) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = 'failed_events' AND column_name = 'replayed_at'"
+    ).fetchone()
+    return found is not None
+
+
+@failed.command("list")
+@_failed_filters
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="the newest N"
+)
+def failed_list(stage: str | None, since: Any, limit: int, database_url: str | None) -> None:
+    """List failed events, oldest first: when, where, why."""
+    from trackflow.failed import FailedFilter, table
+
+    settings = _settings(database_url=database_url)
+    rows, total, _ = _read_failed(settings.dsn(), FailedFilter(stage, since, limit))
+    headers = ("ID", "FAILED AT", "STAGE", "TOPIC", "AT", "EVENT ID", "REPLAYED", "REASON")
+    click.echo(table(headers, [_list_line(r) for r in rows]))
+    click.echo(f"{len(rows)} of {total} failed events shown")
+
+
+def _list_line(r: Any) -> tuple[object, ...]:
+    at = f"{r.partition}@{r.offset}"
+    return (r.id, r.failed_at, r.stage, r.topic, at, r.event_id, r.replayed_at, r.reason)
+
+
+@failed.command("replay")
+@_failed_filters
+@_kafka_option
+@click.option("--dry-run", is_flag=True, help="show what would be replayed; publish nothing")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="publish also payloads the running code would refuse again, and ones replayed before",
+)
+def failed_replay(
+    stage: str | None,
+    since: Any,
+    database_url: str | None,
+    kafka_bootstrap: str | None,
+    dry_run: bool,
+    force: bool,
+) -> None:
+    """Re-publish the original payloads of failures on the raw topic, for a fixed pipeline.
+
+    Storing is idempotent by event id, so replaying twice stores nothing twice.
+    """
+    from trackflow.failed import FailedFilter, plan_replay, table
+
+    settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap)
+    query = FailedFilter(stage, since, raw_topic_only=True)
+    rows, _, marked = _read_failed(settings.dsn(), query)
+    decisions = plan_replay(rows, force=force)
+    chosen = [d for d in decisions if d.publish]
+    if chosen and not dry_run:
+        bootstrap = settings.kafka_bootstrap
+        _run(_publish_replays(bootstrap, chosen), bootstrap)
+        if marked:
+            _mark_replayed(settings.dsn(), [d.row.id for d in chosen])
+    done = "would replay" if dry_run else "replayed"
+    lines = [_replay_line(d, done) for d in decisions]
+    click.echo(table(("ID", "EVENT ID", "KEY", "ACTION"), lines, width=100))
+    skipped = len(decisions) - len(chosen)
+    prefix = "dry run: " if dry_run else ""
+    click.echo(f"{prefix}{done} {len(chosen)}, skipped {skipped}")
+
+
+def _replay_line(d: Any, done: str) -> tuple[object, ...]:
+    key = d.key.decode(errors="replace") if d.key else None
+    action = done if d.publish else f"skipped: {d.skip}"
+    return (d.row.id, d.row.event_id, key, action)
+
+
+async def _publish_replays(bootstrap: str, decisions: Any) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from schemas.topics import EVENTS_RAW
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        max_request_size=8 * 1024 * 1024,
+    )
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(
+                EVENTS_RAW,
+                key=d.key,
+                value=d.value,
+                headers=[("trackflow-replay-of", str(d.row.id).encode())],
+            )
+            for d in decisions
+        ]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def _mark_replayed(dsn: str, ids: list[int]) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            conn.execute("UPDATE failed_events SET replayed_at = now() WHERE id = ANY(%s)", [ids])
+    except psycopg.Error as exc:
+        raise Failure(f"replayed, but could not mark the rows as replayed: {exc}") from None

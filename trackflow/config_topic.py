@@ -15,10 +15,16 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from schemas.config import ConfigRecord, source_key
+from schemas.config import ConfigRecord, EventSource, source_key
 from schemas.topics import CONFIG
 
-__all__ = ["ConfigFollower", "ConfigTopicMissing", "publish_config", "read_config"]
+__all__ = [
+    "ConfigFollower",
+    "ConfigTopicMissing",
+    "SourceRegistry",
+    "publish_config",
+    "read_config",
+]
 
 log = logging.getLogger(__name__)
 _PARTITION = TopicPartition(CONFIG, 0)
@@ -102,3 +108,25 @@ class ConfigFollower:
             log.error("skipping invalid config record at offset %s: %s", message.offset, exc)
             return
         self._apply(record)
+
+
+class SourceRegistry:
+    """The latest record for each source id, as read from the config topic."""
+
+    def __init__(self, sources: list[EventSource] | None = None) -> None:
+        self._sources = {s.id: s for s in sources or []}
+
+    def apply(self, record: ConfigRecord) -> None:
+        if record.kind == "source":
+            self.put(record.source)
+
+    def put(self, source: EventSource) -> None:
+        current = self._sources.get(source.id)
+        if current is None or current.updated_at <= source.updated_at:
+            self._sources[source.id] = source
+
+    def get(self, source_id: str) -> EventSource | None:
+        return self._sources.get(source_id)
+
+    def all(self) -> list[EventSource]:
+        return sorted(self._sources.values(), key=lambda s: s.id)

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
 
+    trusted_proxies: str = ""  # comma-separated IPs/CIDRs whose X-Forwarded-For is believed
+
+    # -- enrichment ----------------------------------------------------------
+    geoip_city_db: Path | None = None  # default: GeoLite2-City from maxminddb-geolite2
+    geoip_asn_db: Path | None = None
+    geoip_anonymous_db: Path | None = None
+    hash_salt: SecretStr = SecretStr("")
+
     # -- worker ------------------------------------------------------------
     worker_host: str = "127.0.0.1"
     worker_port: int = Field(default=8687, ge=1, le=65535)
@@ -55,6 +63,9 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     postgres_port: int = Field(default=54329, ge=1, le=65535)
     kafka_version: str = "4.1.1"
+
+    def trusted_proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     def dsn(self) -> str:
         """The database URL as a plain string, for the PostgreSQL client."""

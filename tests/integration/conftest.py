@@ -23,6 +23,8 @@ from tests.integration.harness import (
 from trackflow.kafka_admin import ensure_topics
 from trackflow.localstack import free_port
 
+MAXMIND = Path(__file__).resolve().parents[1] / "data" / "maxmind"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -63,6 +65,9 @@ def pipeline(services: Services) -> Iterator[Pipeline]:
         "TRACKFLOW_WORKER_PORT": str(worker_port),
         "TRACKFLOW_STORE_BATCH_SECONDS": "0.05",
         "TRACKFLOW_WORKER_ID": "trackflow-e2e",
+        "TRACKFLOW_TRUSTED_PROXIES": "127.0.0.1",
+        "TRACKFLOW_GEOIP_CITY_DB": str(MAXMIND / "GeoIP2-City-Test.mmdb"),
+        "TRACKFLOW_GEOIP_ASN_DB": str(MAXMIND / "GeoLite2-ASN-Test.mmdb"),
     }
     added = cli("sources", "add", "Test site", "--id", "test-site", env=env)
     assert added.returncode == 0, added.stderr
