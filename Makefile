@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install promtool run test test-unit test-integration check bench bench-smoke clean
+.PHONY: install promtool run test test-unit test-integration check bench bench-smoke bench-profile clean
 
 install: $(STAMP)
 
@@ -43,8 +43,11 @@ check: install ## lint and type-check
 bench: install ## the full benchmark (minutes); results in bench/results/
 	$(PY) -m bench
 
-bench-smoke: install ## a few seconds of every benchmark step, as CI runs it
+bench-smoke: install ## a short run of every benchmark step, as CI runs it
 	$(PY) -m bench --smoke
 
+bench-profile: install ## profile the gateway and the worker under load (pyinstrument)
+	$(PY) -m bench.profile
+
 clean:
-	rm -rf $(VENV) .trackflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .trackflow .pytest_cache .mypy_cache .ruff_cache bench/.tools

@@ -1,0 +1,1 @@
+"""trackflow's benchmarks: ``python -m bench`` (``make bench``); see ``bench/README.md``."""

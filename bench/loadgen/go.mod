@@ -1,0 +1,3 @@
+module trackflow/bench/loadgen
+
+go 1.19
