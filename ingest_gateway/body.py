@@ -27,7 +27,8 @@ async def read_json_body(request: Request, limit: int, timeout: float = 10.0) ->
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit} bytes")
     try:
-        body = await asyncio.wait_for(_read_limited(request, limit), timeout)
+        async with asyncio.timeout(timeout):
+            body = await _read_limited(request, limit)
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
     if not body:

@@ -37,7 +37,7 @@ class Publisher(Protocol):
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap: str, timeout: float, linger_ms: int = 2) -> None:
+    def __init__(self, bootstrap: str, timeout: float, linger_ms: int = 5) -> None:
         self._bootstrap = bootstrap
         self._timeout = timeout
         self._linger_ms = linger_ms
@@ -52,6 +52,7 @@ class KafkaPublisher:
             linger_ms=self._linger_ms,
             request_timeout_ms=max(1000, int(self._timeout * 1000)),
             max_request_size=4 * 1024 * 1024,
+            max_batch_size=256 * 1024,
         )
         deadline = asyncio.get_running_loop().time() + retry_seconds
         while True:
@@ -76,7 +77,8 @@ class KafkaPublisher:
 
     async def publish(self, records: Sequence[Record]) -> None:
         try:
-            await asyncio.wait_for(self._send_all(records), self._timeout)
+            async with asyncio.timeout(self._timeout):  # no extra task, unlike wait_for
+                await self._send_all(records)
         except (TimeoutError, KafkaError) as exc:
             raise PublishFailed(f"kafka did not acknowledge the write: {exc!r}") from exc
 

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     worker_port: int = Field(default=8687, ge=1, le=65535)
     worker_id: str = "trackflow-processors"
     store_batch_size: int = Field(default=500, ge=1)
-    store_batch_seconds: float = Field(default=0.2, gt=0)
+    store_batch_seconds: float = Field(default=0.1, gt=0)
     store_retry_max_seconds: float = Field(default=10.0, gt=0)
 
     # -- local stack (`trackflow up`) ---------------------------------------
