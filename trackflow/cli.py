@@ -278,20 +278,47 @@ def _source_command(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--id", "source_id", help="source id (default: a new UUID)")
 @click.option("--origin", "origins", multiple=True, help="allowed Origin; repeat; default any")
 @click.option("--rate-limit", type=float, help="events per second (429 above); default none")
+@click.option(
+    "--ip",
+    "ip_policy",
+    type=click.Choice(["full", "anonymized", "none"]),
+    default="anonymized",
+    show_default=True,
+    help="what is stored of the client IP (after the geo lookup)",
+)
+@click.option(
+    "--disable-enricher",
+    "disabled",
+    multiple=True,
+    help="geo, device, campaign, referrer, language or timezone; repeat",
+)
+@click.option(
+    "--hash-field",
+    "hash_fields",
+    multiple=True,
+    help="properties.* or context.* path stored as a salted SHA-256; repeat",
+)
 @_source_command
 def sources_add(
     name: str,
     source_id: str | None,
     origins: tuple[str, ...],
     rate_limit: float | None,
+    ip_policy: str,
+    disabled: tuple[str, ...],
+    hash_fields: tuple[str, ...],
     kafka_bootstrap: str | None,
 ) -> None:
     """Register a new, enabled event source and print its id."""
+    from schemas.enrichment import EnrichOptions
     from trackflow.sources import add_source
 
     bootstrap = _settings(kafka_bootstrap=kafka_bootstrap).kafka_bootstrap
     new_id = source_id or str(uuid.uuid4())
-    source = _run(add_source(bootstrap, new_id, name, origins, rate_limit), bootstrap)
+    options = EnrichOptions.model_validate(
+        {"ip": ip_policy, "disabled": disabled, "hash_fields": hash_fields}
+    )
+    source = _run(add_source(bootstrap, new_id, name, origins, rate_limit, options), bootstrap)
     click.echo(source.id)
 
 

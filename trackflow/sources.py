@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schemas.config import ConfigRecord, EventSource
+from schemas.enrichment import EnrichOptions
 from trackflow.config_topic import publish_config, read_config
 
 __all__ = ["SourceCommandError", "add_source", "list_sources", "set_source_enabled"]
@@ -24,6 +25,7 @@ async def add_source(
     name: str,
     origins: tuple[str, ...],
     rate_limit: float | None = None,
+    enrich: EnrichOptions | None = None,
 ) -> EventSource:
     if any(s.id == source_id for s in await list_sources(bootstrap)):
         raise SourceCommandError(
@@ -34,6 +36,7 @@ async def add_source(
         name=name,
         allowed_origins=origins or ("*",),
         rate_limit_per_second=rate_limit,
+        enrich=enrich or EnrichOptions(),
         updated_at=datetime.now(UTC),
     )
     await publish_config(bootstrap, ConfigRecord(kind="source", source=source))
