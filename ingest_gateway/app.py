@@ -28,7 +28,7 @@ from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
 from ingest_gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, MetricsMiddleware
 from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed
 from ingest_gateway.ratelimit import RateLimiter
-from ingest_gateway.sources import SourceRegistry, check_source
+from ingest_gateway.sources import SourceRegistry, check_source, write_key_of
 from schemas import RequestInfo, TrackPayload, describe_validation_error
 from trackflow.config_topic import ConfigFollower
 from trackflow.settings import Settings
@@ -112,7 +112,9 @@ def create_app(
             settings.max_events_per_request,
         )
         request.state.source_id = payload.source.id
-        source = check_source(sources, payload.source.id, request.headers.get("origin"))
+        headers = request.headers
+        key = write_key_of(headers.get("authorization"), headers.get("x-write-key"))
+        source = check_source(sources, payload.source.id, headers.get("origin"), key)
         limiter.check(source, len(payload.events), monotonic())
         info = request_info(request, trusted)
         accepted = accept_track(payload, info, new_id=new_id, now=clock())

@@ -6,6 +6,7 @@ only disabled, so the audit trail stays in the topic until compaction.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Literal
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.enrichment import EnrichOptions
 
-__all__ = ["CONFIG_VERSION", "ConfigRecord", "EventSource", "source_key"]
+__all__ = ["CONFIG_VERSION", "ConfigRecord", "EventSource", "hash_write_key", "source_key"]
 
 CONFIG_VERSION = 1
 
@@ -28,6 +29,8 @@ class EventSource(BaseModel):
     enabled: bool = True
     allowed_origins: tuple[str, ...] = ("*",)
     rate_limit_per_second: float | None = Field(default=None, gt=0)
+    # SHA-256 (hex) of the source's write key; the key itself is never stored or published
+    write_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     enrich: EnrichOptions = Field(default_factory=EnrichOptions)
     updated_at: datetime
 
@@ -42,6 +45,10 @@ class ConfigRecord(BaseModel):
     v: Literal[1] = 1
     kind: Literal["source"]
     source: EventSource
+
+
+def hash_write_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def source_key(source_id: str) -> bytes:

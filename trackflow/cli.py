@@ -292,6 +292,7 @@ def _source_command(f: Callable[..., Any]) -> Callable[..., Any]:
     multiple=True,
     help="geo, device, campaign, referrer, language or timezone; repeat",
 )
+@click.option("--write-key", help="require this key (HTTP Basic user or X-Write-Key header)")
 @click.option(
     "--hash-field",
     "hash_fields",
@@ -307,6 +308,7 @@ def sources_add(
     ip_policy: str,
     disabled: tuple[str, ...],
     hash_fields: tuple[str, ...],
+    write_key: str | None,
     kafka_bootstrap: str | None,
 ) -> None:
     """Register a new, enabled event source and print its id."""
@@ -318,7 +320,9 @@ def sources_add(
     options = EnrichOptions.model_validate(
         {"ip": ip_policy, "disabled": disabled, "hash_fields": hash_fields}
     )
-    source = _run(add_source(bootstrap, new_id, name, origins, rate_limit, options), bootstrap)
+    source = _run(
+        add_source(bootstrap, new_id, name, origins, rate_limit, options, write_key), bootstrap
+    )
     click.echo(source.id)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas.config import ConfigRecord, EventSource
+from schemas.config import ConfigRecord, EventSource, hash_write_key
 from schemas.enrichment import EnrichOptions
 from trackflow.config_topic import publish_config, read_config
 
@@ -26,6 +26,7 @@ async def add_source(
     origins: tuple[str, ...],
     rate_limit: float | None = None,
     enrich: EnrichOptions | None = None,
+    write_key: str | None = None,
 ) -> EventSource:
     if any(s.id == source_id for s in await list_sources(bootstrap)):
         raise SourceCommandError(
@@ -37,6 +38,7 @@ async def add_source(
         allowed_origins=origins or ("*",),
         rate_limit_per_second=rate_limit,
         enrich=enrich or EnrichOptions(),
+        write_key_sha256=hash_write_key(write_key) if write_key else None,
         updated_at=datetime.now(UTC),
     )
     await publish_config(bootstrap, ConfigRecord(kind="source", source=source))

@@ -293,3 +293,26 @@ def test_slow_body_times_out_with_408(publisher: InMemoryPublisher) -> None:
     assert response.status_code == 408
     assert "did not arrive within 0.2s" in response.json()["error"]["message"]
     assert publisher.records == []
+
+
+def test_write_key_is_required_when_the_source_has_one(publisher: InMemoryPublisher) -> None:
+    from schemas.config import hash_write_key
+
+    keyed = EventSource(
+        id="keyed", name="keyed", updated_at=NOW, write_key_sha256=hash_write_key("s3cret")
+    )
+    app = create_app(Settings(), publisher=publisher, sources=SourceRegistry([keyed]))
+    body = {"source": {"id": "keyed"}, "events": [{"type": "x"}]}
+    with TestClient(app) as c:
+        missing = track(c, body)
+        assert (
+            missing.status_code == 401
+            and "needs its write key" in missing.json()["error"]["message"]
+        )
+        wrong = track(c, body, **{"x-write-key": "guess"})
+        assert wrong.status_code == 401 and "does not match" in wrong.json()["error"]["message"]
+        assert track(c, body, **{"x-write-key": "s3cret"}).status_code == 200
+        basic = "Basic " + __import__("base64").b64encode(b"s3cret:").decode()
+        assert track(c, body, authorization=basic).status_code == 200
+        assert track(c, body, authorization="Basic !!notbase64").status_code == 401
+    assert len(publisher.records) == 2
