@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_gateway.body import read_json_body
-from ingest_gateway.client_ip import client_ip
+from ingest_gateway.client_ip import client_ip, parse_trusted_proxies
 from ingest_gateway.errors import GatewayError, InvalidPayload, Unavailable
 from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
 from ingest_gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, MetricsMiddleware
@@ -70,6 +70,7 @@ def create_app(
     metrics = GatewayMetrics(registry or CollectorRegistry())
     limiter = RateLimiter()
     trusted = settings.trusted_proxy_list()
+    parse_trusted_proxies(tuple(trusted))  # a bad entry stops start-up, naming it
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -12,12 +12,14 @@ import orjson
 from pydantic import BaseModel
 
 from schemas.config import ConfigRecord
+from schemas.enrichment import EnrichedEvent
 from schemas.envelope import FailedEvent, RawEvent
 
 __all__ = ["SCHEMAS", "export_schemas", "render_schema"]
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "trackflow.events.raw.v1.json": RawEvent,
+    "trackflow.events.enriched.v1.json": EnrichedEvent,
     "trackflow.events.failed.v1.json": FailedEvent,
     "trackflow.config.v1.json": ConfigRecord,
 }

@@ -109,6 +109,7 @@ def gateway(**flags: Any) -> None:
         "log_level": settings.log_level,
         "access_log": settings.log_level == "debug",
         "timeout_graceful_shutdown": 10,
+        "proxy_headers": False,  # X-Forwarded-For is read by the gateway, trusted proxies only
         "log_config": logging_config(settings),
     }
     if settings.gateway_workers > 1:
