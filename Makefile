@@ -42,9 +42,11 @@ check: install ## lint and type-check
 
 bench: install ## the full benchmark (minutes); results in bench/results/
 	$(PY) -m bench
+	$(PY) -m bench.enrich_bench
 
 bench-smoke: install ## a short run of every benchmark step, as CI runs it
 	$(PY) -m bench --smoke
+	$(PY) -m bench.enrich_bench --events 2000
 
 bench-profile: install ## profile the gateway and the worker under load (pyinstrument)
 	$(PY) -m bench.profile
