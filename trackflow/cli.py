@@ -372,7 +372,7 @@ def _set_enabled(source_id: str, enabled: bool, kafka_bootstrap: str | None) -> 
 
 @main.group()
 def failed() -> None:
-    """List failed events; replay them to the raw topic after a fix."""
+    """List failed events; replay them after a fix."""
 
 
 def _since_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -459,14 +459,17 @@ def failed_replay(
     dry_run: bool,
     force: bool,
 ) -> None:
-    """Re-publish the original payloads of failures on the raw topic, for a fixed pipeline.
+    """Re-publish failed events to the topic they failed on, for a pipeline fixed since.
 
-    Storing is idempotent by event id, so replaying twice stores nothing twice.
+    Failures read from an event topic (raw, enriched) are replayed when the running code
+    would store their payload. Storing is idempotent by event id, so replaying twice stores
+    nothing twice; with a replayed_at column in failed_events, replayed rows are marked and
+    skipped later.
     """
     from trackflow.failed import FailedFilter, plan_replay, table
 
     settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap)
-    query = FailedFilter(stage, since, raw_topic_only=True)
+    query = FailedFilter(stage, since, event_topics_only=True)
     rows, _, marked = _read_failed(settings.dsn(), query)
     decisions = plan_replay(rows, force=force)
     chosen = [d for d in decisions if d.publish]
@@ -477,7 +480,7 @@ def failed_replay(
             _mark_replayed(settings.dsn(), [d.row.id for d in chosen])
     done = "would replay" if dry_run else "replayed"
     lines = [_replay_line(d, done) for d in decisions]
-    click.echo(table(("ID", "EVENT ID", "KEY", "ACTION"), lines, width=100))
+    click.echo(table(("ID", "TOPIC", "EVENT ID", "KEY", "ACTION"), lines, width=100))
     skipped = len(decisions) - len(chosen)
     prefix = "dry run: " if dry_run else ""
     click.echo(f"{prefix}{done} {len(chosen)}, skipped {skipped}")
@@ -486,13 +489,11 @@ def failed_replay(
 def _replay_line(d: Any, done: str) -> tuple[object, ...]:
     key = d.key.decode(errors="replace") if d.key else None
     action = done if d.publish else f"skipped: {d.skip}"
-    return (d.row.id, d.row.event_id, key, action)
+    return (d.row.id, d.topic, d.row.event_id, key, action)
 
 
 async def _publish_replays(bootstrap: str, decisions: Any) -> None:
     from aiokafka import AIOKafkaProducer
-
-    from schemas.topics import EVENTS_RAW
 
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -504,7 +505,7 @@ async def _publish_replays(bootstrap: str, decisions: Any) -> None:
     try:
         pending = [
             await producer.send(
-                EVENTS_RAW,
+                d.topic,
                 key=d.key,
                 value=d.value,
                 headers=[("trackflow-replay-of", str(d.row.id).encode())],

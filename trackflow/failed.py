@@ -2,15 +2,21 @@
 
     FailedFilter   --stage, --since, --limit -> one SELECT over failed_events
     FailedRow      one row of failed_events
-    plan_replay    per row: publish (key, value) to the raw topic, or skip with the reason
+    plan_replay    per row: publish (key, value) to the topic it failed on, or skip, and why
     replay_key     the record key: the event's profile id, else the failed event's id
+    EVENT_TOPICS   the topics whose failures can be replayed (to the same topic)
     table          rows of text as aligned columns
 
-Replaying is for failures caused by a defect fixed since: the payload is checked with the
-code that runs now (decoded as a raw event, and turned into an events row), so only what
-would now be stored is published, unless forced. Stored payloads are text: invalid UTF-8
-and NUL characters were replaced by U+FFFD when they were recorded, so such payloads are
-not the original bytes and are skipped unless forced.
+Replaying is for failures caused by a defect fixed since. A failure read from an event
+topic (raw, enriched, ...) holds the event as its payload, and is published again to the
+topic it was read from, so that the stage that refused it sees it again (an enriched event
+is not enriched twice: that would hash configured fields twice). The payload is checked
+with the code that runs now (decoded as that topic's event, and turned into an events row),
+so only what would now be stored is published, unless forced.
+
+Stored payloads are text: invalid UTF-8 and NUL characters were replaced by U+FFFD when
+they were recorded, so such payloads are not the original bytes and are skipped unless
+forced.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from typing import Any
 import orjson
 
 from processors.store import Located, plan_event_rows
-from schemas import InvalidMessage, decode_raw_event
-from schemas.topics import EVENTS_RAW
+from schemas import InvalidMessage, RawEvent, decode_event
+from schemas.enrichment import EnrichedEvent
+from schemas.topics import ALL_TOPICS, EVENTS_ENRICHED, EVENTS_FAILED
 
 __all__ = [
     "COLUMNS",
+    "EVENT_TOPICS",
     "FailedFilter",
     "FailedRow",
     "ReplayDecision",
@@ -49,6 +57,11 @@ COLUMNS = (
     "payload",
 )
 _LOSSY = "\ufffd"
+# Topics of events on their way to the store (raw, enriched, ...): a failure read from one of
+# them has an event as its payload, which that topic takes again.
+EVENT_TOPICS = tuple(
+    t.name for t in ALL_TOPICS if t.name.startswith("trackflow.events.") and t.name != EVENTS_FAILED
+)
 
 
 def parse_since(text: str) -> datetime:
@@ -67,7 +80,7 @@ class FailedFilter:
     stage: str | None = None
     since: datetime | None = None
     limit: int | None = None
-    raw_topic_only: bool = False
+    event_topics_only: bool = False
 
     def select(self, *, with_replayed_at: bool) -> tuple[str, list[object]]:
         """The query for the matching rows, oldest first (``limit``: the newest N of them)."""
@@ -92,9 +105,9 @@ class FailedFilter:
         if self.since is not None:
             clauses.append("failed_at >= %s")
             params.append(self.since)
-        if self.raw_topic_only:
-            clauses.append("topic = %s")
-            params.append(EVENTS_RAW)
+        if self.event_topics_only:
+            clauses.append("topic = ANY(%s)")
+            params.append(list(EVENT_TOPICS))
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -116,12 +129,20 @@ class FailedRow:
         return cls(*row)
 
 
+_MODELS: dict[str, type[RawEvent]] = {EVENTS_ENRICHED: EnrichedEvent}  # others: RawEvent
+
+
 @dataclass(frozen=True)
 class ReplayDecision:
     row: FailedRow
     key: bytes | None
     value: bytes
     skip: str | None = None  # why it is not published; None: publish
+
+    @property
+    def topic(self) -> str:
+        """Where it goes: the topic it was read from when it failed."""
+        return self.row.topic
 
     @property
     def publish(self) -> bool:
@@ -148,12 +169,12 @@ def plan_replay(rows: Iterable[FailedRow], *, force: bool = False) -> list[Repla
 def _decide(row: FailedRow, force: bool) -> ReplayDecision:
     value = row.payload.encode()
     decision = ReplayDecision(row, replay_key(row.payload, row.event_id), value)
-    if row.topic != EVENTS_RAW:
-        reason = f"read from {row.topic}; only failures on {EVENTS_RAW} are replayed"
+    if row.topic not in EVENT_TOPICS:
+        reason = f"read from {row.topic}, whose messages are not events"
         return ReplayDecision(row, None, value, reason)  # not even with --force
     if row.replayed_at is not None and not force:
         return _skipped(decision, f"already replayed at {row.replayed_at.isoformat()}")
-    problem = _still_failing(row.payload)
+    problem = _still_failing(row.payload, _MODELS.get(row.topic, RawEvent))
     if problem is not None and not force:
         return _skipped(decision, problem)
     return decision
@@ -163,12 +184,12 @@ def _skipped(decision: ReplayDecision, reason: str) -> ReplayDecision:
     return ReplayDecision(decision.row, decision.key, decision.value, reason)
 
 
-def _still_failing(payload: str) -> str | None:
+def _still_failing(payload: str, model: type[RawEvent]) -> str | None:
     """Why the running code would refuse the payload again, or None if it would store it."""
     if _LOSSY in payload:
         return "payload is not the original bytes (invalid UTF-8 or NUL was replaced)"
     try:
-        event = decode_raw_event(payload.encode())
+        event = decode_event(payload.encode(), model)
     except InvalidMessage as exc:
         return f"still invalid: {exc.reason}"
     _rows, rejected = plan_event_rows([Located(event, 0, 0)])

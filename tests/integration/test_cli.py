@@ -52,8 +52,16 @@ def test_unreachable_database_is_named() -> None:
 
 
 def test_status_summarises_the_running_stack(pipeline: Pipeline) -> None:
-    result = cli("status", "--gateway", pipeline.gateway_url, "--worker", pipeline.worker_url,
-                 "--interval", "1", env=pipeline.env)
+    result = cli(
+        "status",
+        "--gateway",
+        pipeline.gateway_url,
+        "--worker",
+        pipeline.worker_url,
+        "--interval",
+        "1",
+        env=pipeline.env,
+    )
     assert result.returncode == 0, result.stderr
     assert "ready: gateway kafka yes, worker yes" in result.stdout
     assert "consumer lag" in result.stdout

@@ -25,9 +25,13 @@ IPHONE = (
 def _post(p: Pipeline, profile: str, session: str, ip: str, ua: str, url: str) -> str:
     response = httpx.post(
         f"{p.gateway_url}/track",
-        json={"source": {"id": p.source_id}, "profile": {"id": profile}, "session": {"id": session},
-              "context": {"page": {"url": url, "referer": "https://www.google.com/search?q=x"}},
-              "events": [{"type": "page-view"}]},
+        json={
+            "source": {"id": p.source_id},
+            "profile": {"id": profile},
+            "session": {"id": session},
+            "context": {"page": {"url": url, "referer": "https://www.google.com/search?q=x"}},
+            "events": [{"type": "page-view"}],
+        },
         headers={"x-forwarded-for": ip, "user-agent": ua, "accept-language": "en-GB,en;q=0.8"},
         timeout=10,
     )
@@ -44,10 +48,21 @@ def _one(p: Pipeline, sql: str, *params: object) -> Any:
 
 def test_enriched_fields_on_event_profile_and_session(pipeline: Pipeline) -> None:
     profile, session = f"enrich-{uuid.uuid4()}", f"s-{uuid.uuid4()}"
-    first = _post(pipeline, profile, session, "81.2.69.142", CHROME_MAC,
-                  "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=spring&gclid=abc")
-    row = poll(lambda: _one(pipeline, "SELECT enrichment, request->>'ip' FROM events WHERE id = %s",
-                            first), 30, "the first enriched event")
+    first = _post(
+        pipeline,
+        profile,
+        session,
+        "81.2.69.142",
+        CHROME_MAC,
+        "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=spring&gclid=abc",
+    )
+    row = poll(
+        lambda: _one(
+            pipeline, "SELECT enrichment, request->>'ip' FROM events WHERE id = %s", first
+        ),
+        30,
+        "the first enriched event",
+    )
     enrichment, stored_ip = row  # type: ignore[misc]
     assert enrichment["geo"]["country_code"] == "GB"
     assert enrichment["geo"]["city"] == "London"
@@ -70,7 +85,10 @@ def test_enriched_fields_on_event_profile_and_session(pipeline: Pipeline) -> Non
 def test_private_and_unparsable_addresses_give_no_geo_and_no_error(pipeline: Pipeline) -> None:
     profile = f"private-{uuid.uuid4()}"
     event_id = _post(pipeline, profile, f"s-{uuid.uuid4()}", "10.1.2.3", "curl/8.0", "not a url")
-    enrichment = poll(lambda: _one(pipeline, "SELECT enrichment FROM events WHERE id = %s", event_id),
-                      30, "the event with a private IP")[0]  # type: ignore[index]
+    enrichment = poll(
+        lambda: _one(pipeline, "SELECT enrichment FROM events WHERE id = %s", event_id),
+        30,
+        "the event with a private IP",
+    )[0]  # type: ignore[index]
     assert "geo" not in enrichment
     assert not enrichment.get("warnings")

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import httpx
-from processors.migrate import apply_migrations
 
+from processors.migrate import apply_migrations
 from tests.integration.harness import TrackflowProcess, cli, local_services, poll
 from trackflow.kafka_admin import ensure_topics
 from trackflow.localstack import free_port
@@ -58,8 +58,12 @@ def test_kafka_outage_gives_503_and_unready_then_recovers(tmp_path: Path) -> Non
 
             broker.start()
             broker.wait_ready()
-            poll(lambda: httpx.post(f"{url}/track", json=body, timeout=30).status_code == 200,
-                 60, "the gateway to accept events again", 0.5)
+            poll(
+                lambda: httpx.post(f"{url}/track", json=body, timeout=30).status_code == 200,
+                60,
+                "the gateway to accept events again",
+                0.5,
+            )
             assert _status(gateway_ready) == 200
             poll(lambda: _status(worker_ready) == 200, 60, "the worker to be ready again", 0.5)
         finally:

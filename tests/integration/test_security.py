@@ -22,22 +22,30 @@ SQL = [
 
 def test_sql_looking_values_are_stored_verbatim(pipeline: Pipeline) -> None:
     marker = uuid.uuid4().hex[:8]
-    profile_id, session_id, event_id = (f"{s} {marker}-{k}" for k, s in zip("pse", SQL, strict=False))
+    profile_id, session_id, event_id = (
+        f"{s} {marker}-{k}" for k, s in zip("pse", SQL, strict=False)
+    )
     body = {
         "source": {"id": pipeline.source_id},
         "profile": {"id": profile_id},
         "session": {"id": session_id},
         "context": {SQL[3]: SQL[4]},
-        "events": [{
-            "id": event_id,
-            "type": SQL[1],
-            "properties": {SQL[0]: SQL[2], "nested": {"k": SQL}},
-            "tags": SQL,
-            "options": {"o": SQL[0]},
-        }],
+        "events": [
+            {
+                "id": event_id,
+                "type": SQL[1],
+                "properties": {SQL[0]: SQL[2], "nested": {"k": SQL}},
+                "tags": SQL,
+                "options": {"o": SQL[0]},
+            }
+        ],
     }
-    response = httpx.post(f"{pipeline.gateway_url}/track", json=body, timeout=10,
-                          headers={"user-agent": SQL[0], "referer": SQL[1]})
+    response = httpx.post(
+        f"{pipeline.gateway_url}/track",
+        json=body,
+        timeout=10,
+        headers={"user-agent": SQL[0], "referer": SQL[1]},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["profile"]["id"] == profile_id
 
@@ -50,8 +58,17 @@ def test_sql_looking_values_are_stored_verbatim(pipeline: Pipeline) -> None:
             ).fetchone()
 
     stored = poll(row, 30, "the SQL-looking event")
-    assert stored == (profile_id, session_id, SQL[1], {SQL[0]: SQL[2], "nested": {"k": SQL}},
-                      {SQL[3]: SQL[4]}, SQL, {"o": SQL[0]}, SQL[0], SQL[1])
+    assert stored == (
+        profile_id,
+        session_id,
+        SQL[1],
+        {SQL[0]: SQL[2], "nested": {"k": SQL}},
+        {SQL[3]: SQL[4]},
+        SQL,
+        {"o": SQL[0]},
+        SQL[0],
+        SQL[1],
+    )
     with psycopg.connect(pipeline.database_url) as conn:
         for table in ("events", "profiles", "sessions"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0  # type: ignore[index]

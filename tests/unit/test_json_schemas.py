@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+
 from schemas import RawEvent, encode
 from schemas.export import SCHEMAS, render_schema
 

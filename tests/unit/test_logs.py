@@ -6,6 +6,7 @@ import io
 import logging
 
 import orjson
+
 from trackflow.logs import JsonFormatter, logging_config
 from trackflow.settings import Settings
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from ingest_gateway.errors import RateLimited
 from ingest_gateway.ratelimit import RateLimiter, TokenBucket
 from schemas import EventSource
