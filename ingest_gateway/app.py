@@ -6,6 +6,7 @@ registry); ``kafka_app`` builds the production wiring from settings.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,15 +19,16 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_gateway.body import read_json_body
 from ingest_gateway.client_ip import client_ip, parse_trusted_proxies
-from ingest_gateway.errors import GatewayError, InvalidPayload, Unavailable
+from ingest_gateway.errors import GatewayError, InvalidPayload, PayloadTooLarge, Unavailable
 from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
 from ingest_gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, MetricsMiddleware
-from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed
+from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed, RecordTooLarge
 from ingest_gateway.ratelimit import RateLimiter
 from ingest_gateway.sources import SourceRegistry, check_source, write_key_of
 from schemas import RequestInfo, TrackPayload, describe_validation_error
@@ -35,6 +37,7 @@ from trackflow.settings import Settings
 
 __all__ = ["create_app", "inline_app", "kafka_app", "kafka_app_from_env"]
 
+log = logging.getLogger(__name__)
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
@@ -94,10 +97,23 @@ def create_app(
         metrics.events_rejected.labels(source, exc.code).inc()
         return json_response(exc.body(), exc.status, exc.headers())
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        body = {"error": {"status": exc.status_code, "code": "http_error", "message": exc.detail}}
+        return json_response(body, exc.status_code, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        body = {"error": {"status": 500, "code": "internal_error", "message": "internal error"}}
+        return json_response(body, 500)
+
     async def publish(accepted: Accepted) -> None:
         started = time.perf_counter()
         try:
             await publisher.publish(to_records(accepted.events))
+        except RecordTooLarge as exc:
+            raise PayloadTooLarge(f"an event is too large for the broker: {exc}") from None
         except PublishFailed as exc:
             metrics.kafka_ready.set(0)
             raise Unavailable(

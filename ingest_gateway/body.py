@@ -15,6 +15,7 @@ from ingest_gateway.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from schemas.codec import MAX_DEPTH, too_deep
 
 __all__ = ["read_json_body"]
 
@@ -37,6 +38,8 @@ async def read_json_body(request: Request, limit: int, timeout: float = 10.0) ->
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    if too_deep(body, parsed):
+        raise InvalidPayload(f"the JSON nests deeper than {MAX_DEPTH} levels")
     if b"\\u0000" in body and _has_nul(parsed):
         raise InvalidPayload("a string contains a NUL character (\\u0000), which cannot be stored")
     return parsed

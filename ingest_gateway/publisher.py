@@ -13,9 +13,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-__all__ = ["InMemoryPublisher", "KafkaPublisher", "PublishFailed", "Publisher", "Record"]
+__all__ = [
+    "InMemoryPublisher",
+    "KafkaPublisher",
+    "PublishFailed",
+    "Publisher",
+    "Record",
+    "RecordTooLarge",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,10 @@ class Record:
 
 class PublishFailed(Exception):
     """The broker did not acknowledge every record in time; the client should retry."""
+
+
+class RecordTooLarge(Exception):
+    """The broker refuses a record this large; retrying cannot help."""
 
 
 class Publisher(Protocol):
@@ -79,6 +90,8 @@ class KafkaPublisher:
         try:
             async with asyncio.timeout(self._timeout):  # no extra task, unlike wait_for
                 await self._send_all(records)
+        except MessageSizeTooLargeError as exc:
+            raise RecordTooLarge(str(exc)) from exc
         except (TimeoutError, KafkaError) as exc:
             raise PublishFailed(f"kafka did not acknowledge the write: {exc!r}") from exc
 

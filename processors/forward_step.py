@@ -42,11 +42,16 @@ class ForwardStep:
                 event = self._decode(message.value)
                 event_id = event.id
                 result = self._transform(event)
+                value = encode(result)
             except InvalidMessage as exc:
                 failures.append(failed_event(self.stage, message, exc.reason, exc.code, None))
                 continue
             except StageError as exc:
                 failures.append(failed_event(self.stage, message, exc.reason, exc.code, event_id))
                 continue
-            outputs.append((event.profile_id.encode(), encode(result)))
+            except Exception as exc:  # one bad message must not stop the partition
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                failures.append(failed_event(self.stage, message, reason, "stage_error", event_id))
+                continue
+            outputs.append((event.profile_id.encode(), value))
         return Forwarded(outputs, failures)

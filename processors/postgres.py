@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncNullConnectionPool, PoolTimeout
 
 from processors.errors import InvalidEvent, StoreUnavailable
 from processors.store import EVENT_COLUMNS, EventRow
@@ -84,8 +84,10 @@ WHERE s.updated_at <= EXCLUDED.updated_at
 
 class PostgresStore:
     def __init__(self, dsn: str, max_connections: int = 4) -> None:
-        self._pool = AsyncConnectionPool(
-            dsn, min_size=1, max_size=max_connections, open=False, timeout=10.0
+        # A connection per use: after an outage the next retry reconnects at once, instead of
+        # waiting out a pool's reconnection backoff (which grows with the outage).
+        self._pool = AsyncNullConnectionPool(
+            dsn, max_size=max_connections, open=False, timeout=10.0
         )
 
     async def start(self) -> None:

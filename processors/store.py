@@ -123,7 +123,10 @@ def _enrichment(event: RawEvent) -> str | None:
 
 
 def _json(event: RawEvent, value: object, field: str) -> str:
-    text = orjson.dumps(value).decode()
+    try:
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEvent(STAGE, f"{field} cannot be stored as JSON: {exc}", event.id) from None
     if "\\u0000" in text:
         raise InvalidEvent(
             STAGE,

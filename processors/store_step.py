@@ -157,5 +157,15 @@ def failed_event(
         offset=message.offset,
         event_id=event_id,
         failed_at=datetime.now(UTC),
-        payload=(message.value or b"").decode("utf-8", errors="replace"),
+        payload=_capped_payload(message.value or b""),
     )
+
+
+MAX_FAILED_PAYLOAD = 100_000  # characters: even if each escapes to 6 bytes, under 1 MB
+
+
+def _capped_payload(value: bytes) -> str:
+    text = value.decode("utf-8", errors="replace")
+    if len(text) <= MAX_FAILED_PAYLOAD:
+        return text
+    return text[:MAX_FAILED_PAYLOAD] + f"... [truncated; {len(value)} bytes in all]"

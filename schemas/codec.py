@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from schemas.envelope import RAW_EVENT_VERSION, RawEvent
 
 __all__ = [
+    "MAX_DEPTH",
     "InvalidMessage",
     "decode_event",
     "decode_raw_event",
@@ -51,9 +52,36 @@ def decode_raw_event(data: bytes | None) -> RawEvent:
     return decode_event(data, RawEvent)
 
 
+MAX_DEPTH = 64  # nesting of objects and arrays; orjson itself writes at most 254 levels
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Depth of nested objects/arrays, counted up to ``limit + 1`` (then it stops looking)."""
+    depth, level = 0, [value]
+    while level and depth <= limit:
+        depth += 1
+        children: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                children.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                children.extend(v for v in item if isinstance(v, dict | list))
+        level = children
+    return depth
+
+
+def too_deep(data: bytes, value: Any) -> bool:
+    """Whether ``value`` (parsed from ``data``) nests deeper than MAX_DEPTH; cheap when flat."""
+    if data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
+        return False
+    return nesting_depth(value) > MAX_DEPTH
+
+
 def decode_event(data: bytes | None, model: type[E]) -> E:
     """Decode a message of an event topic as ``model`` (a RawEvent or a later stage's)."""
     obj = _loads(data)
+    if data is not None and too_deep(data, obj):
+        raise InvalidMessage(f"nested deeper than {MAX_DEPTH} levels", "too_deep")
     version = obj.get("v")
     if version != RAW_EVENT_VERSION:
         raise InvalidMessage(
