@@ -1,7 +1,14 @@
-"""The :class:`GeoLookup` adapter over MaxMind databases, read with ``geoip2``.
+"""The :class:`GeoLookup` adapter over MaxMind GeoIP2/GeoLite2 databases.
 
 One City (or Country/Enterprise) database, and optionally an ASN and an Anonymous-IP database,
 opened with ``MODE_AUTO`` (memory-mapped through the C extension where it is installed).
+
+Records are read with ``maxminddb``, the reader ``geoip2`` itself is built on, and only the
+fields trackflow keeps are taken from the decoded record, with ``geoip2``'s meaning (English
+names, the most specific subdivision as the region). Building ``geoip2``'s model objects cost
+~4x the database read itself on an address not seen before; ``tests/unit/enrich/test_geoip.py``
+checks both give the same answers on every network of MaxMind's test databases.
+
 Results are cached per address in a bounded LRU (``cache_size`` addresses): the same clients
 send many events. Equal results are shared, so the cache costs a few hundred bytes an address.
 
@@ -19,8 +26,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import geoip2.database
-import geoip2.errors
 import maxminddb
 
 from processors.enrich.ip import IPAddress
@@ -60,9 +65,9 @@ class GeoIP2Lookup:
         anonymous: DatabasePath | None = None,
         *,
         cache_size: int = 32_768,
-        mode: int = geoip2.database.MODE_AUTO,
+        mode: int = maxminddb.MODE_AUTO,
     ) -> None:
-        self._readers: list[geoip2.database.Reader] = []
+        self._readers: list[maxminddb.Reader] = []
         try:
             self._location, self._location_kind = self._open_location(city, mode)
             self._asn = self._open(asn, "ASN", mode)
@@ -95,14 +100,12 @@ class GeoIP2Lookup:
 
     # -- opening ---------------------------------------------------------------------------
 
-    def _open(
-        self, path: DatabasePath | None, kind: str, mode: int
-    ) -> geoip2.database.Reader | None:
+    def _open(self, path: DatabasePath | None, kind: str, mode: int) -> maxminddb.Reader | None:
         """Open ``path`` (None: not configured) and check it is a ``kind`` database."""
         if path is None:
             return None
         try:
-            reader = geoip2.database.Reader(path, mode=mode)
+            reader = maxminddb.open_database(path, mode)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
             raise GeoDatabaseError(
                 f"cannot open the MaxMind {kind} database {str(path)!r}: {exc}"
@@ -117,13 +120,13 @@ class GeoIP2Lookup:
 
     def _open_location(
         self, path: DatabasePath | None, mode: int
-    ) -> tuple[geoip2.database.Reader | None, str]:
+    ) -> tuple[maxminddb.Reader | None, str]:
         reader = self._open(path, "/".join(_LOCATION_KINDS), mode)
         if reader is None:
             return None, ""
         found = reader.metadata().database_type
-        method = next(method for marker, method in _LOCATION_KINDS.items() if marker in found)
-        return reader, method
+        kind = next(kind for marker, kind in _LOCATION_KINDS.items() if marker in found)
+        return reader, kind
 
     # -- looking up ------------------------------------------------------------------------
 
@@ -148,63 +151,83 @@ class GeoIP2Lookup:
     def _location_fields(self, address: IPAddress) -> dict[str, Any]:
         if self._location is None:
             return {}
-        try:
-            found = getattr(self._location, self._location_kind)(address)
-        except geoip2.errors.AddressNotFoundError:
-            return {}
-        return _location(found)
+        found = _record(self._location, address)
+        return {} if found is None else _location(found, self._location_kind != "country")
 
     def _asn_of(self, address: IPAddress) -> Asn | None:
         if self._asn is None:
             return None
-        try:
-            found = self._asn.asn(address)
-        except geoip2.errors.AddressNotFoundError:
+        found = _record(self._asn, address)
+        number = None if found is None else found.get("autonomous_system_number")
+        if not isinstance(number, int):
             return None
-        if found.autonomous_system_number is None:
-            return None
-        return Asn(
-            number=found.autonomous_system_number,
-            organization=found.autonomous_system_organization,
-        )
+        return Asn(number=number, organization=_text(found, "autonomous_system_organization"))
 
     def _anonymity_of(self, address: IPAddress) -> Anonymity | None:
         if self._anonymous is None:
             return None
-        try:
-            found = self._anonymous.anonymous_ip(address)
-        except geoip2.errors.AddressNotFoundError:
-            return Anonymity()
-        return Anonymity(
-            is_anonymous=found.is_anonymous,
-            is_anonymous_vpn=found.is_anonymous_vpn,
-            is_hosting_provider=found.is_hosting_provider,
-            is_public_proxy=found.is_public_proxy,
-            is_residential_proxy=found.is_residential_proxy,
-            is_tor_exit_node=found.is_tor_exit_node,
-        )
+        found = _record(self._anonymous, address)
+        if not found:
+            return _NOT_ANONYMOUS
+        return Anonymity(**{flag: found.get(flag) is True for flag in _ANONYMITY_FLAGS})
 
 
-def _location(found: Any) -> dict[str, Any]:
-    """The :class:`Geo` fields of a geoip2 City/Country/Enterprise model."""
+_ANONYMITY_FLAGS = tuple(Anonymity.model_fields)
+
+
+def _record(reader: maxminddb.Reader, address: IPAddress) -> dict[str, Any] | None:
+    """The address's record, or None where the database has none (or it is not a map)."""
+    try:
+        found = reader.get(address)
+    except ValueError:  # an IPv6 address in an IPv4-only database
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _part(record: dict[str, Any], key: str) -> dict[str, Any]:
+    found = record.get(key)
+    return found if isinstance(found, dict) else {}
+
+
+def _text(record: dict[str, Any] | None, key: str) -> str | None:
+    found = None if record is None else record.get(key)
+    return found if isinstance(found, str) else None
+
+
+def _name(part: dict[str, Any]) -> str | None:
+    """The English name, as geoip2 gives it for the locale list ``["en"]``."""
+    names = part.get("names")
+    return _text(names, "en") if isinstance(names, dict) else None
+
+
+def _number(record: dict[str, Any], key: str) -> float | None:
+    found = record.get(key)
+    return found if isinstance(found, (int, float)) and not isinstance(found, bool) else None
+
+
+def _location(record: dict[str, Any], with_city: bool) -> dict[str, Any]:
+    """The :class:`Geo` fields of a City/Country/Enterprise record."""
+    country, continent = _part(record, "country"), _part(record, "continent")
     fields: dict[str, Any] = {
-        "country_code": found.country.iso_code,
-        "country": found.country.name,
-        "continent_code": found.continent.code,
-        "continent": found.continent.name,
+        "country_code": _text(country, "iso_code"),
+        "country": _name(country),
+        "continent_code": _text(continent, "code"),
+        "continent": _name(continent),
     }
-    city = getattr(found, "city", None)
-    if city is not None:
-        region = found.subdivisions.most_specific
-        location = found.location
+    if with_city:
+        subdivisions = record.get("subdivisions")
+        region = subdivisions[-1] if isinstance(subdivisions, list) and subdivisions else {}
+        region = region if isinstance(region, dict) else {}
+        location = _part(record, "location")
+        radius = location.get("accuracy_radius")
         fields.update(
-            region_code=region.iso_code,
-            region=region.name,
-            city=city.name,
-            postal_code=found.postal.code,
-            latitude=location.latitude,
-            longitude=location.longitude,
-            accuracy_radius_km=location.accuracy_radius,
-            time_zone=location.time_zone,
+            region_code=_text(region, "iso_code"),
+            region=_name(region),
+            city=_name(_part(record, "city")),
+            postal_code=_text(_part(record, "postal"), "code"),
+            latitude=_number(location, "latitude"),
+            longitude=_number(location, "longitude"),
+            accuracy_radius_km=radius if isinstance(radius, int) else None,
+            time_zone=_text(location, "time_zone"),
         )
     return fields

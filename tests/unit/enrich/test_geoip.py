@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
+import geoip2.database
+import geoip2.errors
+import maxminddb
 import pytest
 
 from processors.enrich import (
@@ -18,7 +23,7 @@ from processors.enrich import (
     is_public,
 )
 from schemas.enrichment import Anonymity, Asn, Geo
-from tests.unit.enrich.helpers import ASN_DB, CITY_DB, CITY_SOURCE, make_event
+from tests.unit.enrich.helpers import ANONYMOUS_DB, ASN_DB, CITY_DB, CITY_SOURCE, make_event
 
 Network = IPv4Network | IPv6Network
 
@@ -233,3 +238,81 @@ def test_the_in_memory_stand_in_prefers_the_most_specific_network() -> None:
     assert lookup.lookup(ip_address("81.2.69.1")) == Geo(city="London")
     assert lookup.lookup(ip_address("81.2.1.1")) == Geo(country_code="GB")
     assert lookup.lookup(ip_address("2001:db8::1")) is None
+
+
+# -- the same answers as geoip2's models ---------------------------------------------------
+
+
+Readers = tuple[geoip2.database.Reader, geoip2.database.Reader, geoip2.database.Reader]
+
+
+@pytest.fixture(scope="module")
+def geoip2_readers() -> Iterator[Readers]:
+    with (
+        geoip2.database.Reader(str(CITY_DB)) as city,
+        geoip2.database.Reader(str(ASN_DB)) as asn,
+        geoip2.database.Reader(str(ANONYMOUS_DB)) as anonymous,
+    ):
+        yield city, asn, anonymous
+
+
+def _geoip2_answer(address: str, readers: Readers) -> dict[str, Any]:
+    """What geoip2's own models say of ``address``, in :class:`Geo`'s terms (the oracle)."""
+    city, asn, anonymous = readers
+    answer: dict[str, Any] = {"anonymity": Anonymity()}
+    with contextlib.suppress(geoip2.errors.AddressNotFoundError):
+        found = city.city(address)
+        region = found.subdivisions.most_specific
+        answer |= {
+            "country_code": found.country.iso_code,
+            "country": found.country.name,
+            "continent_code": found.continent.code,
+            "continent": found.continent.name,
+            "region_code": region.iso_code,
+            "region": region.name,
+            "city": found.city.name,
+            "postal_code": found.postal.code,
+            "latitude": found.location.latitude,
+            "longitude": found.location.longitude,
+            "accuracy_radius_km": found.location.accuracy_radius,
+            "time_zone": found.location.time_zone,
+        }
+    with contextlib.suppress(geoip2.errors.AddressNotFoundError):
+        number = asn.asn(address)
+        if number.autonomous_system_number is not None:
+            answer["asn"] = Asn(
+                number=number.autonomous_system_number,
+                organization=number.autonomous_system_organization,
+            )
+    with contextlib.suppress(geoip2.errors.AddressNotFoundError):
+        flags = anonymous.anonymous_ip(address)
+        answer["anonymity"] = Anonymity(
+            **{flag: getattr(flags, flag) for flag in Anonymity.model_fields}
+        )
+    return answer
+
+
+def _every_network_address() -> list[str]:
+    """One public address in each network of the three test databases."""
+    found: set[str] = set()
+    for path in (CITY_DB, ASN_DB, ANONYMOUS_DB):
+        with maxminddb.open_database(str(path)) as reader:
+            for network, _ in reader:
+                address = network[network.num_addresses // 2]
+                if address.version == 6 and address.ipv4_mapped is not None:
+                    continue  # the IPv4 tree seen through IPv6: the IPv4 address is tested
+                if is_public(address):
+                    found.add(str(address))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("address", _every_network_address())
+def test_every_network_of_every_test_database_agrees_with_geoip2(
+    address: str, geoip: GeoIP2Lookup, geoip2_readers: Readers
+) -> None:
+    expected = _geoip2_answer(address, geoip2_readers)
+    found = geoip.lookup(ip_address(address))
+    if found is None:
+        assert set(expected) <= {"anonymity"} and expected.get("anonymity") == Anonymity()
+        return
+    assert {field: getattr(found, field) for field in expected} == expected
