@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install promtool run test test-unit test-integration check bench bench-smoke bench-profile clean
+.PHONY: install promtool chromium run test test-unit test-integration check bench bench-smoke bench-profile clean
 
 install: $(STAMP)
 
@@ -24,16 +24,23 @@ promtool: ## promtool for the deploy tests (Debian package prometheus; installed
 	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service; fi; }
 	@promtool --version | head -1
 
+chromium: ## headless Chromium for the tracker.js browser tests (Debian package; installed as root when missing)
+	@test -x /usr/bin/chromium || { \
+	  test "$$(id -u)" = 0 || { echo "chromium missing: sudo apt-get install -y --no-install-recommends chromium"; exit 1; }; \
+	  echo "installing Debian package chromium (for the tracker.js browser tests)..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@/usr/bin/chromium --version 2>/dev/null | head -1
+
 run: install ## the whole local stack in the foreground (Ctrl-C stops it)
 	$(VENV)/bin/trackflow up
 
-test: install promtool ## every tier: unit, wiring, integration on a real Kafka and PostgreSQL
+test: install promtool chromium ## every tier: unit, wiring, integration on a real Kafka and PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install promtool
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: install
+test-integration: install chromium
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 check: install ## lint and type-check
