@@ -12,26 +12,25 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-import orjson
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_gateway.body import read_json_body
-from ingest_gateway.client_ip import client_ip, parse_trusted_proxies
-from ingest_gateway.errors import GatewayError, InvalidPayload, PayloadTooLarge, Unavailable
-from ingest_gateway.ingest import Accepted, IdFactory, accept_track, to_records
+from ingest_gateway.client_ip import parse_trusted_proxies
+from ingest_gateway.cors import SourceCors
+from ingest_gateway.errors import GatewayError, PayloadTooLarge, Unavailable
+from ingest_gateway.ingest import IdFactory, to_records
 from ingest_gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, MetricsMiddleware
 from ingest_gateway.publisher import KafkaPublisher, Publisher, PublishFailed, RecordTooLarge
 from ingest_gateway.ratelimit import RateLimiter
-from ingest_gateway.sources import SourceRegistry, check_source, write_key_of
-from schemas import RequestInfo, TrackPayload, describe_validation_error
+from ingest_gateway.routes import Ingest, add_ingest_routes, json_response
+from ingest_gateway.sources import SourceRegistry
+from ingest_gateway.tracker import StaticAsset
+from schemas import RawEvent
 from trackflow.config_topic import ConfigFollower
 from trackflow.settings import Settings
 
@@ -52,10 +51,6 @@ def _new_id() -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
 def create_app(
@@ -86,9 +81,7 @@ def create_app(
                 await service.stop()
 
     app = FastAPI(title="trackflow gateway", lifespan=lifespan)
-    app.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
-    )
+    app.add_middleware(SourceCors, sources=sources.all)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(GatewayError)
@@ -108,10 +101,10 @@ def create_app(
         body = {"error": {"status": 500, "code": "internal_error", "message": "internal error"}}
         return json_response(body, 500)
 
-    async def publish(accepted: Accepted) -> None:
+    async def publish(events: Sequence[RawEvent]) -> None:
         started = time.perf_counter()
         try:
-            await publisher.publish(to_records(accepted.events))
+            await publisher.publish(to_records(events))
         except RecordTooLarge as exc:
             raise PayloadTooLarge(f"an event is too large for the broker: {exc}") from None
         except PublishFailed as exc:
@@ -122,22 +115,8 @@ def create_app(
         metrics.kafka_ready.set(1)
         metrics.produce_seconds.observe(time.perf_counter() - started)
 
-    @app.post("/track")
-    async def track(request: Request) -> Response:
-        payload = parse_track(
-            await read_json_body(request, settings.max_body_bytes, settings.body_timeout_seconds),
-            settings.max_events_per_request,
-        )
-        request.state.source_id = payload.source.id
-        headers = request.headers
-        key = write_key_of(headers.get("authorization"), headers.get("x-write-key"))
-        source = check_source(sources, payload.source.id, headers.get("origin"), key)
-        limiter.check(source, len(payload.events), monotonic())
-        info = request_info(request, trusted)
-        accepted = accept_track(payload, info, new_id=new_id, now=clock())
-        await publish(accepted)
-        metrics.events_accepted.labels(payload.source.id).inc(len(accepted.events))
-        return json_response(accepted.response())
+    ingest = Ingest(settings, sources, limiter, metrics, publish, new_id, clock, monotonic, trusted)
+    add_ingest_routes(app, ingest)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -157,37 +136,22 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    tracker_js = StaticAsset.read()
 
-
-def parse_track(body: Any, max_events: int) -> TrackPayload:
-    if not isinstance(body, dict):
-        raise InvalidPayload(f"expected a JSON object, got {type(body).__name__}")
-    events = body.get("events")
-    if isinstance(events, list) and len(events) > max_events:
-        raise InvalidPayload(
-            f"events: at most {max_events} events per request (got {len(events)})",
-            [{"field": "events", "message": f"at most {max_events} events"}],
-        )
-    try:
-        return TrackPayload.model_validate(body)
-    except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]
-        raise InvalidPayload(describe_validation_error(exc), details) from None
-
-
-def request_info(request: Request, trusted_proxies: Sequence[str]) -> RequestInfo:
-    headers = request.headers
-    peer = request.client.host if request.client else None
-    return RequestInfo(
-        ip=client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies),
-        user_agent=headers.get("user-agent"),
-        origin=headers.get("origin"),
-        referer=headers.get("referer"),
-        accept_language=headers.get("accept-language"),
+    @app.get(
+        "/tracker.js",
+        response_class=Response,
+        responses={
+            200: {"content": {"application/javascript": {}}, "description": "the tracker"},
+            304: {"description": "not modified (If-None-Match has the current ETag)"},
+        },
     )
+    async def tracker(request: Request) -> Response:
+        """trackflow's browser tracker (see the README for the loader snippet)."""
+        headers = request.headers
+        return tracker_js.response(headers.get("if-none-match"), headers.get("accept-encoding"))
+
+    return app
 
 
 def kafka_app(settings: Settings) -> FastAPI:

@@ -4,10 +4,13 @@
     ├── BadRequest              400  malformed JSON, invalid UTF-8
     ├── UnknownSource           401  source id not registered
     ├── SourceForbidden         403  source disabled, or Origin not allowed
+    ├── NotFound                404  no such thing (a Segment write key without a source)
     ├── PayloadTooLarge         413  body over TRACKFLOW_MAX_BODY_BYTES
     ├── UnsupportedMediaType    415  a body that is not JSON or text/plain
     ├── RequestTimeout          408  the body did not arrive in time (slow client)
     ├── InvalidPayload          422  fails the model; ``details`` lists each field
+    ├── BatchRejected      400/...  no item of a batch was valid; ``details`` lists each
+    │                               (ingest_gateway.batch; the items' status when they share one)
     ├── RateLimited             429  the source's rate limit is exceeded (Retry-After)
     └── Unavailable             503  Kafka did not take the write in time (Retry-After)
 
@@ -22,6 +25,7 @@ __all__ = [
     "BadRequest",
     "GatewayError",
     "InvalidPayload",
+    "NotFound",
     "PayloadTooLarge",
     "RateLimited",
     "RequestTimeout",
@@ -61,6 +65,10 @@ class UnknownSource(GatewayError):
 
 class SourceForbidden(GatewayError):
     status, code = 403, "source_forbidden"
+
+
+class NotFound(GatewayError):
+    status, code = 404, "not_found"
 
 
 class PayloadTooLarge(GatewayError):

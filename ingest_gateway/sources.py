@@ -10,7 +10,7 @@ from ingest_gateway.errors import SourceForbidden, UnknownSource
 from schemas.config import EventSource, hash_write_key
 from trackflow.config_topic import SourceRegistry
 
-__all__ = ["SourceRegistry", "check_source", "write_key_of"]
+__all__ = ["SourceRegistry", "check_source", "source_for_write_key", "write_key_of"]
 
 
 def check_source(
@@ -53,3 +53,18 @@ def _key_matches(source: EventSource, write_key: str | None) -> bool:
     assert source.write_key_sha256 is not None
     given = hash_write_key(write_key or "")
     return hmac.compare_digest(given, source.write_key_sha256) and write_key is not None
+
+
+def source_for_write_key(registry: SourceRegistry, write_key: str) -> EventSource | None:
+    """The source whose write key this is; for a source registered without a write key, its
+    id serves as one (so ``--id my-site`` works as a Segment write key)."""
+    digest = hash_write_key(write_key)
+    by_id = None
+    for source in registry.all():
+        if source.write_key_sha256 is not None and hmac.compare_digest(
+            source.write_key_sha256, digest
+        ):
+            return source
+        if source.id == write_key and source.write_key_sha256 is None:
+            by_id = source
+    return by_id

@@ -44,7 +44,7 @@ class RawEvent(_Message):
     options: JsonObject = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     request: RequestInfo = Field(default_factory=RequestInfo)
-    protocol: Literal["tracardi", "segment", "collect", "kafka"] = "kafka"
+    protocol: Literal["tracardi", "segment", "snowplow", "collect", "kafka"] = "kafka"
 
 
 class FailedEvent(_Message):

@@ -1,13 +1,14 @@
 """Fuzzing the running gateway (a real process on a real broker): no input gets a 5xx, and
 every 4xx is the JSON error envelope with ``error.message``.
 
-- schemathesis generates requests from the gateway's own ``/openapi.json``. That document
-  does not describe the body of ``POST /track`` (the route reads the raw body itself), so
-  the test adds ``TrackPayload``'s JSON Schema as the request body before generating.
+- schemathesis generates requests from the gateway's own ``/openapi.json``, which describes
+  the body of every ingest route (Tracardi, Segment, Snowplow, collect); generated bodies
+  are pointed at the registered source (``source.id``, the Segment write key, the Snowplow
+  app id) three times in four, so that they reach the publisher.
 - ``GET`` endpoints have no parameters, so schemathesis has one request for each; hypothesis
   sends them random query strings and headers instead.
 - hypothesis sends ``POST /track`` random JSON, mutated valid payloads, random bytes and
-  random content types.
+  random content types; the Segment and Snowplow routes random bodies, some gzip-encoded.
 - then the worker behind the gateway must take everything the gateway accepted.
 
 The gateway runs with a broker, database and worker of its own (``faults.open_stack``), so
@@ -18,7 +19,9 @@ Every loop is bounded by ``max_examples`` and every request by a timeout.
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -35,10 +38,12 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from schemas import TrackPayload
 from tests.integration.faults import SOURCE_ID, Stack, open_stack, running, wait_drained
 
 REQUESTS_PER_ENDPOINT = 1000
+OTHER_OPERATION_EXAMPLES = 40  # positive and negative each, per route other than /track
+ALIAS_EXAMPLES = 10  # for the Segment short forms, which share their long form's handler
+SEGMENT_ALIASES = {f"/v1/{short}" for short in "btipsga"}
 MAX_BODY_BYTES = 1_048_576  # TRACKFLOW_MAX_BODY_BYTES of the gateway (the default)
 TIMEOUT = 15.0
 GET_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -96,24 +101,13 @@ def openapi(target: Target) -> dict[str, Any]:
     return document
 
 
-def with_track_body(document: dict[str, Any]) -> dict[str, Any]:
-    """The document, with ``TrackPayload`` as the body of ``POST /track`` if it lacks one."""
+def bounded_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with small free-form objects and arrays in every body schema."""
     described = copy.deepcopy(document)
-    track = described["paths"]["/track"]["post"]
-    if "requestBody" in track:
-        return described
-    payload = TrackPayload.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas = described.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(payload.pop("$defs", {}))
-    schemas["TrackPayload"] = payload
-    track["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrackPayload"}}},
-    }
-    for name in ("TrackPayload", *payload.get("$defs", {})):
-        _bounded(schemas.get(name, {}))
-    for definition in schemas.values():
-        _bounded(definition)
+    assert "requestBody" in described["paths"]["/track"]["post"], "POST /track has no body"
+    _bounded(described.get("components", {}).get("schemas", {}))
+    for path in described["paths"].values():
+        _bounded(path)
     return described
 
 
@@ -134,21 +128,38 @@ def _bounded(node: Any) -> None:
 
 def _registered(source_id: str) -> Any:
     """Point three in four generated payloads at the registered source, so that they reach
-    the publisher (a random source id is answered 401)."""
+    the publisher (a random source id or write key is answered 401): ``source.id`` for
+    ``/track``, the write key (the source's id, as it has none of its own) for Segment, the
+    app id of every event for Snowplow."""
+    basic = "Basic " + base64.b64encode(f"{source_id}:".encode()).decode()
 
     def point(drawn: tuple[Any, int]) -> Any:
         case, roll = drawn
-        if roll and isinstance(case.body, dict) and isinstance(case.body.get("source"), dict):
-            case.body["source"]["id"] = source_id
+        if not roll:
+            return case
+        body = case.body
+        if isinstance(body, dict) and isinstance(body.get("source"), dict):
+            body["source"]["id"] = source_id
+        if case.path.startswith("/v1/") and "projects" not in case.path:
+            case.headers = {**(case.headers or {}), "authorization": basic}
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            for item in body["data"]:
+                if isinstance(item, dict):
+                    item["aid"] = source_id
+        if isinstance(case.query, dict) and "aid" in case.query:
+            case.query["aid"] = source_id
+        if isinstance(case.path_parameters, dict) and "source_id" in case.path_parameters:
+            case.path_parameters["source_id"] = source_id
         return case
 
     return point
 
 
+@pytest.mark.timeout(1200)  # about 3,000 requests, on a machine shared with other suites
 def test_schemathesis_requests_from_the_openapi_document(
     target: Target, openapi: dict[str, Any]
 ) -> None:
-    schema = schemathesis.openapi.from_dict(with_track_body(openapi))
+    schema = schemathesis.openapi.from_dict(bounded_document(openapi))
     session = requests.Session()
     sent: Counter[tuple[str, int]] = Counter()
 
@@ -165,14 +176,24 @@ def test_schemathesis_requests_from_the_openapi_document(
 
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]
-        # 500 valid payloads (most of them for the registered source) and 500 invalid ones
+        # /track: 500 valid payloads (most of them for the registered source) and 500 invalid
+        # ones; every other route a smaller number of each
+        examples = (
+            500
+            if operation.path in ("/track", *GET_PATHS)
+            else ALIAS_EXAMPLES
+            if operation.path in SEGMENT_ALIASES
+            else OTHER_OPERATION_EXAMPLES
+        )
         positive = operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
-        if operation.path == "/track":
+        if operation.path not in GET_PATHS:
             positive = st.tuples(positive, st.integers(0, 3)).map(_registered(target.source_id))
-        fuzz(operation.label, positive, 500)
+        fuzz(operation.label, positive, examples)
         try:
             fuzz(
-                operation.label, operation.as_strategy(generation_mode=GenerationMode.NEGATIVE), 500
+                operation.label,
+                operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+                examples,
             )
         except Unsatisfiable:
             assert operation.method.upper() == "GET"  # nothing invalid to send: no parameters
@@ -180,6 +201,9 @@ def test_schemathesis_requests_from_the_openapi_document(
     per_operation = Counter(label for label, _ in sent.elements())
     assert per_operation["POST /track"] >= REQUESTS_PER_ENDPOINT, per_operation
     assert sent[("POST /track", 200)] >= 50, "few generated payloads reached the publisher"
+    assert per_operation["POST /v1/batch"] >= OTHER_OPERATION_EXAMPLES, per_operation
+    assert per_operation["POST /com.snowplowanalytics.snowplow/tp2"] >= OTHER_OPERATION_EXAMPLES
+    assert per_operation["GET /i"] >= OTHER_OPERATION_EXAMPLES, per_operation
     assert all(per_operation[f"GET {path}"] >= 1 for path in GET_PATHS), per_operation
 
 
@@ -357,6 +381,74 @@ def test_track_takes_random_bodies_and_content_types(target: Target) -> None:
     print(f"POST /track statuses: {dict(sent)}")
     assert sum(sent.values()) >= REQUESTS_PER_ENDPOINT, sent
     assert sent[200] >= 20, f"few bodies reached the publisher: {dict(sent)}"
+
+
+PROTOCOL_PATHS = ("/v1/batch", "/v1/t", "/v1/i", "/com.snowplowanalytics.snowplow/tp2")
+
+
+@st.composite
+def protocol_requests(draw: st.DrawFn, source_id: str) -> tuple[str, bytes, dict[str, str]]:
+    """A path, and a body shaped for it (a Segment batch or message, a Snowplow payload) with
+    random messages and valid ones edited at random, or random JSON or bytes; sometimes
+    gzip-encoded (or claiming to be), sometimes in a content type that is not accepted."""
+    path = draw(st.sampled_from(PROTOCOL_PATHS))
+    message = st.dictionaries(
+        st.sampled_from(["type", "event", "anonymousId", "userId", "messageId", "properties",
+                         "traits", "context", "previousId", "groupId", "e", "aid", "eid", "cx",
+                         "ue_px", "duid", "uid", "se_ac"]),
+        JSON,
+        max_size=6,
+    )  # fmt: skip
+    segment = st.fixed_dictionaries(
+        {"type": st.just("track"), "event": st.text(min_size=1, max_size=20),
+         "anonymousId": st.text(min_size=1, max_size=20)}
+    )  # fmt: skip
+    snowplow = st.fixed_dictionaries({"e": st.just("pv"), "aid": st.just(source_id)})
+
+    def edited(valid: Any) -> Any:  # the valid fields, with random ones around them
+        return st.builds(lambda v, e: {**e, **v}, valid, message)
+
+    def items(valid: Any) -> Any:
+        return st.lists(edited(valid) | message, min_size=1, max_size=5)
+
+    if path == "/v1/batch":
+        shaped = st.builds(lambda batch: {"batch": batch, "writeKey": source_id}, items(segment))
+    elif path.startswith("/v1/"):
+        shaped = st.builds(lambda m: {**m, "writeKey": source_id}, edited(segment) | message)
+    else:
+        shaped = st.builds(lambda data: {"data": data}, items(snowplow))
+    kind = draw(st.integers(0, 5))
+    value = draw(shaped if kind < 4 else JSON)
+    body = _json_bytes(value, draw(st.booleans())) if kind < 5 else draw(st.binary(max_size=500))
+    headers = {"content-type": draw(st.sampled_from(["application/json", "text/plain"]))}
+    if draw(st.integers(0, 4)) == 0:
+        headers["content-type"] = draw(_OTHER_TYPES)
+    encoding = draw(st.sampled_from(["", "", "gzip", "gzip", "gzip-claimed", "br"]))
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    if encoding:
+        headers["content-encoding"] = encoding.removesuffix("-claimed")
+    return path, body, headers
+
+
+def test_segment_and_snowplow_take_random_bodies(target: Target) -> None:
+    sent: Counter[tuple[str, int]] = Counter()
+
+    @given(drawn=protocol_requests(target.source_id))
+    @_fuzz_settings(400)
+    def post(client: httpx.Client, drawn: tuple[str, bytes, dict[str, str]]) -> None:
+        path, body, headers = drawn
+        response = client.post(path, content=body, headers=headers)
+        sent[(path, response.status_code)] += 1
+        check_answer(
+            f"POST {path} {headers} {body[:200]!r}", response.status_code, response.content
+        )
+
+    with httpx.Client(base_url=target.gateway_url, timeout=TIMEOUT) as client:
+        post(client)
+    print(f"POST Segment/Snowplow statuses: {dict(sent)}")
+    assert sum(sent.values()) >= 400, sent
+    assert sum(n for (_, status), n in sent.items() if status == 200) >= 20, sent
 
 
 def test_everything_the_fuzzing_got_accepted_is_stored_or_recorded_as_failed(

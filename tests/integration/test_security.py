@@ -84,6 +84,35 @@ def test_no_admin_operation_is_reachable_through_the_gateway(
     assert response.status_code in (404, 405)
 
 
+SEGMENT = {f"/v1/{name}" for name in ("batch", "track", "identify", "page", "screen", "group",
+                                        "alias", "b", "t", "i", "p", "s", "g", "a")}  # fmt: skip
+PUBLIC = {
+    "/track",
+    "/collect/{event_type}/{source_id}",
+    *SEGMENT,
+    "/v1/projects/{write_key}/settings",
+    "/com.snowplowanalytics.snowplow/tp2",
+    "/i",
+    "/tracker.js",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+}
+
+
 def test_the_gateway_routes_are_only_the_public_ones(pipeline: Pipeline) -> None:
     spec = httpx.get(f"{pipeline.gateway_url}/openapi.json", timeout=10).json()
-    assert set(spec["paths"]) <= {"/track", "/healthz", "/readyz", "/metrics"}
+    assert set(spec["paths"]) <= PUBLIC, set(spec["paths"]) - PUBLIC
+    assert {"/track", "/v1/batch", "/i"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize(
+    "path", ["/v1/batch", "/i", "/collect/x/test-site", "/v1/projects/k/settings"]
+)
+def test_the_public_routes_take_only_their_methods(
+    pipeline: Pipeline, path: str, method: str
+) -> None:
+    response = httpx.request(method, f"{pipeline.gateway_url}{path}", timeout=10)
+    assert response.status_code == 405
+    assert response.json()["error"]["message"]

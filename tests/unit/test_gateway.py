@@ -72,6 +72,7 @@ def test_assigns_profile_session_and_event_ids_and_publishes_keyed_by_profile(
         "warnings": [],
         "ux": [],
         "response": {},
+        "rejected": [],
     }
     [record] = publisher.records
     assert record.topic == EVENTS_RAW
@@ -150,11 +151,78 @@ def test_rejects_bad_payloads_naming_the_problem(
 
 
 def test_names_the_failing_field_in_details(client: TestClient) -> None:
-    response = track(client, {"source": {"id": "web"}, "events": [{"type": "x"}, {}]})
+    response = track(client, {"source": {"id": "web"}, "events": [{"type": "x"}], "profile": 5})
     assert response.status_code == 422
-    assert {"field": "events.1.type", "message": "Field required"} in response.json()["error"][
-        "details"
-    ]
+    assert {
+        "field": "profile",
+        "message": "Input should be a valid dictionary or instance of OptionalEntityRef",
+    } in response.json()["error"]["details"]
+
+
+def test_a_batch_with_bad_events_accepts_the_good_ones_and_lists_the_bad_by_index(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    body = {"source": {"id": "web"}, "events": [{"type": "x"}, {}, {"type": "y", "tags": 3}]}
+    response = track(client, body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert len(answer["events"]) == 1
+    assert [(r["index"], r["status"]) for r in answer["rejected"]] == [(1, 422), (2, 422)]
+    assert answer["rejected"][0]["message"] == "events.1.type: Field required"
+    assert answer["rejected"][1]["message"].startswith("events.2.tags: ")
+    assert answer["errors"] == [r["message"] for r in answer["rejected"]]
+    assert [decode_raw_event(r.value).type for r in publisher.records] == ["x"]
+
+
+def test_a_batch_with_only_bad_events_is_refused_listing_each(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    response = track(client, {"source": {"id": "web"}, "events": [{}, {"type": ""}]})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["message"].startswith("no event was accepted: events.0.type: Field required")
+    assert [d["index"] for d in error["details"]] == [0, 1]
+    assert publisher.records == []
+
+
+def test_tracardi_tracker_context_and_options_are_kept(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    context = {
+        "browser": {"local": {"browser": {"language": "pl"}, "device": {"platform": "Linux"}}},
+        "screen": {"local": {"width": 1920, "height": 1080}},
+        "page": {"url": "https://x/a?utm_source=n", "path": "/a", "title": "A", "referer": {}},
+        "utm": {"source": "news"},
+        "time": {"local": "1/2/2026, 3:04:05 AM", "tz": "Europe/Warsaw"},
+        "storage": {"cookies": {}},
+    }
+    body = {
+        "source": {"id": "web"},
+        "session": {"id": "s-1"},
+        "profile": None,
+        "context": context,
+        "properties": {},
+        "options": {"saveSession": True},
+        "metadata": {"time": {"insert": "2026-01-02"}},
+        "events": [{"type": "page-view", "options": {"async": False}, "properties": {"a": 1}}],
+    }
+    response = track(client, body)
+    assert response.status_code == 200, response.text
+    event = decode_raw_event(publisher.records[0].value)
+    assert event.context == context
+    assert event.options == {"saveSession": True, "async": False}
+    assert response.json()["session"] == {"id": "s-1"}
+
+
+def test_profile_less_tracking_sends_no_profile_back(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    body = {"source": {"id": "web"}, "profile": {"id": "p-1"}, "events": [{"type": "x"}]}
+    response = client.post("/track?profile_less=true", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["profile"] is None
+    event = decode_raw_event(publisher.records[0].value)
+    assert event.profile_id != "p-1" and event.options == {"profile_less": True}
 
 
 def test_malformed_json_is_400(client: TestClient, publisher: InMemoryPublisher) -> None:
