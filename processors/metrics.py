@@ -58,3 +58,24 @@ class WorkerMetrics:
             registry=r,
         )
         self.ready = Gauge("trackflow_worker_ready", "1 when the worker is ready", registry=r)
+        self.rule_matches = Counter(
+            "trackflow_rule_matches_total",
+            "Events a workflow rule matched, by rule id",
+            ["rule"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "trackflow_webhook_deliveries_total",
+            "Webhook attempts by outcome (delivered, retry, dead_letter) and attempt number",
+            ["outcome", "attempt"],
+            registry=r,
+        )
+        self.merges = Counter(
+            "trackflow_merges_total", "Profiles merged into another profile", registry=r
+        )
+        self.identity_conflicts = Counter(
+            "trackflow_identity_conflicts_total",
+            "Merges refused by a guardrail (and blocked identifier values), by reason",
+            ["reason"],
+            registry=r,
+        )

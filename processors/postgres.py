@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncNullConnectionPool, PoolTimeout
 
 from processors.errors import InvalidEvent, StoreUnavailable
-from processors.store import EVENT_COLUMNS, EventRow
+from processors.store import (
+    EVENT_COLUMNS,
+    EventRow,
+    ProfileActivity,
+    canonical_activity,
+    identify_traits,
+)
 from schemas import EventSource, FailedEvent
 
 __all__ = ["PostgresStore"]
@@ -21,30 +28,22 @@ _CREATE_STAGING = (
     " (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 
-# One statement: insert the new events, then count profile and session activity for
-# exactly the rows that were new, so replays change nothing.
+_CREATE_STORED = (
+    "CREATE TEMP TABLE IF NOT EXISTS stored_events (profile_id text, received_at timestamptz,"
+    " geo jsonb, device jsonb, traits jsonb) ON COMMIT DELETE ROWS"
+)
+
+# One statement: insert the new events, count session activity for exactly the rows that
+# were new (so replays change nothing), and keep those rows for the profile activity.
 _UPSERT = f"""
 WITH new AS (
     INSERT INTO events ({_COLUMNS})
     SELECT {_COLUMNS} FROM incoming_events
     ON CONFLICT (id) DO NOTHING
     RETURNING profile_id, session_id, received_at, enrichment->'geo' AS geo,
-              enrichment->'device' AS device
-), profile_activity AS (
-    INSERT INTO profiles AS p (id, created_at, last_event_at, event_count, geo, device)
-    SELECT profile_id, min(received_at), max(received_at), count(*),
-           (array_agg(geo ORDER BY received_at DESC) FILTER (WHERE geo IS NOT NULL))[1],
-           (array_agg(device ORDER BY received_at DESC) FILTER (WHERE device IS NOT NULL))[1]
-    FROM new GROUP BY profile_id
-    ON CONFLICT (id) DO UPDATE SET
-        event_count = p.event_count + EXCLUDED.event_count,
-        last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),
-        geo = CASE WHEN EXCLUDED.last_event_at >= p.last_event_at
-                   THEN coalesce(EXCLUDED.geo, p.geo) ELSE coalesce(p.geo, EXCLUDED.geo) END,
-        device = CASE WHEN EXCLUDED.last_event_at >= p.last_event_at
-                   THEN coalesce(EXCLUDED.device, p.device)
-                   ELSE coalesce(p.device, EXCLUDED.device) END,
-        updated_at = now()
+              enrichment->'device' AS device,
+              CASE WHEN type = 'identify' AND jsonb_typeof(context->'traits') = 'object'
+                   THEN context->'traits' END AS traits
 ), session_activity AS (
     INSERT INTO sessions AS s (id, profile_id, started_at, last_seen_at, event_count, geo, device)
     SELECT session_id, min(profile_id), min(received_at), max(received_at), count(*),
@@ -61,8 +60,45 @@ WITH new AS (
                    THEN coalesce(EXCLUDED.device, s.device)
                    ELSE coalesce(s.device, EXCLUDED.device) END
 )
-SELECT count(*) FROM new
+INSERT INTO stored_events SELECT profile_id, received_at, geo, device, traits FROM new
 """
+
+_PROFILE_ACTIVITY = """
+SELECT profile_id, min(received_at), max(received_at), count(*),
+       (array_agg(geo ORDER BY received_at DESC) FILTER (WHERE geo IS NOT NULL))[1],
+       (array_agg(device ORDER BY received_at DESC) FILTER (WHERE device IS NOT NULL))[1],
+       array_agg(received_at ORDER BY received_at) FILTER (WHERE traits IS NOT NULL),
+       array_agg(traits ORDER BY received_at) FILTER (WHERE traits IS NOT NULL)
+FROM stored_events GROUP BY profile_id
+"""
+
+_MERGED = "SELECT id, merged_into FROM profiles WHERE id = ANY(%s) AND merged_into IS NOT NULL"
+
+# Profile rows are written as every writer of them must (processors.identity.apply): to
+# canonical profiles only, upserted in id order; an id missing from RETURNING was merged
+# meanwhile, and its activity goes to the profile it was merged into.
+_UPSERT_PROFILES = """
+INSERT INTO profiles AS p
+    (id, created_at, last_event_at, event_count, geo, device, traits, trait_times)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],
+                     %s::jsonb[], %s::jsonb[], %s::jsonb[], %s::jsonb[])
+ORDER BY 1
+ON CONFLICT (id) DO UPDATE SET
+    event_count = p.event_count + EXCLUDED.event_count,
+    last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),
+    geo = CASE WHEN EXCLUDED.last_event_at >= p.last_event_at
+               THEN coalesce(EXCLUDED.geo, p.geo) ELSE coalesce(p.geo, EXCLUDED.geo) END,
+    device = CASE WHEN EXCLUDED.last_event_at >= p.last_event_at
+               THEN coalesce(EXCLUDED.device, p.device)
+               ELSE coalesce(p.device, EXCLUDED.device) END,
+    traits = trackflow_newer_traits(p.traits, p.trait_times, EXCLUDED.traits,
+                                    EXCLUDED.trait_times),
+    trait_times = trackflow_newer_trait_times(p.trait_times, EXCLUDED.trait_times),
+    updated_at = now()
+WHERE p.merged_into IS NULL
+RETURNING id
+"""
+_PROFILE_ROUNDS = 8
 
 _INSERT_FAILED = """
 INSERT INTO failed_events
@@ -80,6 +116,43 @@ ON CONFLICT (id) DO UPDATE SET
     config = EXCLUDED.config, updated_at = EXCLUDED.updated_at
 WHERE s.updated_at <= EXCLUDED.updated_at
 """
+
+
+def _activity(row: Sequence[Any]) -> ProfileActivity:
+    profile_id, first_at, last_at, count, geo, device, times, traits = row
+    merged, merged_times = identify_traits(list(zip(times or [], traits or [], strict=True)))
+    return ProfileActivity(
+        profile_id, first_at, last_at, int(count), geo, device, merged, merged_times
+    )
+
+
+async def _write_profile_activity(
+    conn: psycopg.AsyncConnection[Any], activity: Sequence[ProfileActivity]
+) -> None:
+    pending = list(activity)
+    for _ in range(_PROFILE_ROUNDS):
+        if not pending:
+            return
+        cursor = await conn.execute(_MERGED, ([a.profile_id for a in pending],))
+        pending = canonical_activity(pending, dict(await cursor.fetchall()))
+        cursor = await conn.execute(_UPSERT_PROFILES, _profile_columns(pending))
+        written = {row[0] for row in await cursor.fetchall()}
+        pending = [a for a in pending if a.profile_id not in written]
+    if pending:
+        raise StoreUnavailable("store", f"profiles {[a.profile_id for a in pending]} kept moving")
+
+
+def _profile_columns(activity: Sequence[ProfileActivity]) -> tuple[list[Any], ...]:
+    return (
+        [a.profile_id for a in activity],
+        [a.first_at for a in activity],
+        [a.last_at for a in activity],
+        [a.count for a in activity],
+        [None if a.geo is None else Jsonb(a.geo) for a in activity],
+        [None if a.device is None else Jsonb(a.device) for a in activity],
+        [Jsonb(a.traits) for a in activity],
+        [Jsonb({k: t.isoformat() for k, t in a.trait_times.items()}) for a in activity],
+    )
 
 
 class PostgresStore:
@@ -114,9 +187,12 @@ class PostgresStore:
                 ) as copy:
                     for row in rows:
                         await copy.write_row(row)
-                cursor = await conn.execute(_UPSERT)
-                result = await cursor.fetchone()
-                return int(result[0]) if result else 0
+                await conn.execute(_CREATE_STORED)
+                await conn.execute(_UPSERT)
+                cursor = await conn.execute(_PROFILE_ACTIVITY)
+                activity = [_activity(row) for row in await cursor.fetchall()]
+                await _write_profile_activity(conn, activity)
+                return sum(item.count for item in activity)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable("store", f"postgresql unavailable: {exc}") from exc
         except psycopg.Error as exc:

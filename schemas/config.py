@@ -1,20 +1,33 @@
-"""Records on the compacted config topic: event sources (and, later, rules).
+"""Records on the compacted config topic: event sources and workflow rules.
 
-Key: ``source:<id>``; value: a :class:`ConfigRecord` as JSON. A source is never deleted,
-only disabled, so the audit trail stays in the topic until compaction.
+Key: ``source:<id>``; value: a :class:`ConfigRecord` (``kind: "source"``) as JSON; key
+``rule:<id>``: a :class:`schemas.rules.RuleRecord` (``kind: "rule"``). Readers parse either
+with :func:`parse_config_record`. A source or rule is never deleted, only disabled, so the
+audit trail stays in the topic until compaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from schemas.enrichment import EnrichOptions
+from schemas.rules import RuleRecord, rule_key
 
-__all__ = ["CONFIG_VERSION", "ConfigRecord", "EventSource", "hash_write_key", "source_key"]
+__all__ = [
+    "CONFIG_VERSION",
+    "AnyConfigRecord",
+    "ConfigMessage",
+    "ConfigRecord",
+    "EventSource",
+    "config_key",
+    "hash_write_key",
+    "parse_config_record",
+    "source_key",
+]
 
 CONFIG_VERSION = 1
 
@@ -53,3 +66,22 @@ def hash_write_key(key: str) -> str:
 
 def source_key(source_id: str) -> bytes:
     return f"source:{source_id}".encode()
+
+
+AnyConfigRecord = Annotated[ConfigRecord | RuleRecord, Field(discriminator="kind")]
+
+
+class ConfigMessage(RootModel[AnyConfigRecord]):
+    """Any value on the config topic: a source (``kind: "source"``) or a rule (``"rule"``)."""
+
+
+def parse_config_record(value: bytes | str) -> ConfigRecord | RuleRecord:
+    """The record a config-topic value holds; ``ValidationError`` naming the field."""
+    return ConfigMessage.model_validate_json(value).root
+
+
+def config_key(record: ConfigRecord | RuleRecord) -> bytes:
+    """The compaction key: ``source:<id>`` or ``rule:<id>``."""
+    if isinstance(record, RuleRecord):
+        return rule_key(record.rule.id)
+    return source_key(record.source.id)

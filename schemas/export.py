@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
-from schemas.config import ConfigRecord
+from schemas.config import ConfigMessage
 from schemas.enrichment import EnrichedEvent
 from schemas.envelope import FailedEvent, RawEvent
 
@@ -21,7 +21,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "trackflow.events.raw.v1.json": RawEvent,
     "trackflow.events.enriched.v1.json": EnrichedEvent,
     "trackflow.events.failed.v1.json": FailedEvent,
-    "trackflow.config.v1.json": ConfigRecord,
+    "trackflow.config.v1.json": ConfigMessage,
 }
 
 

@@ -1,14 +1,15 @@
 """Messages and state of identity resolution: claims, merge decisions, audits, conflicts,
 profile and session state.
 
-Topics (the lead names and registers them; suggested):
+Topics:
 
-* ``trackflow.identity.claims.v1`` — :class:`IdentityClaim`, keyed by ``Identifier.key``
-  (``"<type>:<value>"``), so one writer decides per identifier.
-* ``trackflow.profiles.merges.v1`` — :class:`MergePlan` / :class:`IdentityConflict`, keyed by
-  the plan's winner id (any key works: applying a plan is idempotent and order-independent).
-* ``trackflow.profiles.aliases.v1`` (compacted) — :class:`ProfileAlias`, keyed by the alias id,
-  so the identify stage reads it on the same partition as that profile's raw events.
+* ``trackflow.identity.claims.v1`` (``schemas.topics.IDENTITY_CLAIMS``) —
+  :class:`IdentityClaim`, keyed by ``Identifier.key`` (``"<type>:<value>"``), so one writer
+  decides per identifier. The merge stage applies its decisions to PostgreSQL directly, and
+  the identify stage reads canonical ids from there, so :class:`MergePlan`,
+  :class:`IdentityConflict` and :class:`ProfileAlias` are not published on topics today;
+  they are the records the merge stage writes (``merge_audit``, ``identity_conflicts``,
+  ``profile_aliases``).
 
 ``ProfileState`` and ``SessionState`` are what the stages read and write (PostgreSQL rows,
 Faust tables); everything is frozen and JSON-friendly (``model_dump(mode="json")``).

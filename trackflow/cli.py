@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.codec import describe_validation_error
+from trackflow.profiles import profile_group
 from trackflow.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
@@ -525,3 +526,11 @@ def _mark_replayed(dsn: str, ids: list[int]) -> None:
             conn.execute("UPDATE failed_events SET replayed_at = now() WHERE id = ANY(%s)", [ids])
     except psycopg.Error as exc:
         raise Failure(f"replayed, but could not mark the rows as replayed: {exc}") from None
+
+
+from trackflow.rules import rules  # noqa: E402  (`trackflow rules apply|list|enable|disable`)
+
+main.add_command(rules)
+
+
+main.add_command(profile_group)  # trackflow profile show ID

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from schemas.config import ConfigRecord, EventSource, source_key
+from schemas.config import ConfigRecord, EventSource, config_key, parse_config_record
+from schemas.rules import RuleRecord
 from schemas.topics import CONFIG
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SourceRegistry",
     "publish_config",
     "read_config",
+    "read_config_records",
 ]
 
 log = logging.getLogger(__name__)
@@ -34,36 +36,48 @@ class ConfigTopicMissing(RuntimeError):
     pass
 
 
-async def publish_config(bootstrap: str, record: ConfigRecord) -> None:
+async def publish_config(bootstrap: str, record: ConfigRecord | RuleRecord) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(
-            CONFIG, key=source_key(record.source.id), value=record.model_dump_json().encode()
+            CONFIG, key=config_key(record), value=record.model_dump_json().encode()
         )
     finally:
         await producer.stop()
 
 
 async def read_config(bootstrap: str) -> list[ConfigRecord]:
-    """Every current record (the latest per key), read once to the end of the topic."""
-    latest: dict[str, ConfigRecord] = {}
-    follower = ConfigFollower(bootstrap, lambda r: latest.__setitem__(r.source.id, r))
+    """Every current source record (the latest per key), read once to the end of the topic."""
+    return [r for r in await read_config_records(bootstrap) if isinstance(r, ConfigRecord)]
+
+
+async def read_config_records(bootstrap: str) -> list[ConfigRecord | RuleRecord]:
+    """Every current record of any kind (the latest per key), read once to the end."""
+    latest: dict[bytes, ConfigRecord | RuleRecord] = {}
+    follower = ConfigFollower(bootstrap, lambda r: latest.__setitem__(config_key(r), r))
     await follower.start(follow=False)
     await follower.stop()
     return list(latest.values())
 
 
 class ConfigFollower:
-    def __init__(self, bootstrap: str, apply: Callable[[ConfigRecord], None]) -> None:
+    def __init__(self, bootstrap: str, apply: Callable[[ConfigRecord | RuleRecord], None]) -> None:
         self._apply = apply
         self._bootstrap = bootstrap
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
         self.caught_up = False
 
     async def start(self, follow: bool = True) -> None:
-        """Read to the end of the topic, then (``follow``) keep reading in the background."""
+        """Read to the end of the topic, then (``follow``) keep reading in the background.
+        Several callers may start it concurrently: the first starts it, the others wait."""
+        async with self._starting:
+            if not self.caught_up:
+                await self._start(follow)
+
+    async def _start(self, follow: bool) -> None:
         consumer = self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
         )
@@ -103,7 +117,7 @@ class ConfigFollower:
         if message.value is None:
             return
         try:
-            record = ConfigRecord.model_validate_json(message.value)
+            record = parse_config_record(message.value)
         except ValidationError as exc:
             log.error("skipping invalid config record at offset %s: %s", message.offset, exc)
             return
@@ -116,8 +130,8 @@ class SourceRegistry:
     def __init__(self, sources: list[EventSource] | None = None) -> None:
         self._sources = {s.id: s for s in sources or []}
 
-    def apply(self, record: ConfigRecord) -> None:
-        if record.kind == "source":
+    def apply(self, record: ConfigRecord | RuleRecord) -> None:
+        if isinstance(record, ConfigRecord):
             self.put(record.source)
 
     def put(self, source: EventSource) -> None:

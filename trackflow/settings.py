@@ -58,6 +58,25 @@ class Settings(BaseSettings):
     store_batch_seconds: float = Field(default=0.1, gt=0)
     store_retry_max_seconds: float = Field(default=10.0, gt=0)
 
+    # -- workflows and webhooks ----------------------------------------------
+    # hosts, addresses or CIDR networks webhooks may reach although they are private/loopback
+    webhook_allow_hosts: str = ""
+    # secrets that webhook headers reference as ${secret:NAME}: a JSON object NAME -> value
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    webhook_retry_base_seconds: float = Field(default=1.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=600.0, gt=0)
+    webhook_max_in_flight: int = Field(default=100, ge=1)
+    workflow_max_emit_depth: int = Field(default=3, ge=0, le=10)
+
+    # -- identity (identify and merge stages) ---------------------------------
+    session_timeout_minutes: float = Field(default=30.0, gt=0)
+    identity_trait_fields: str = "email:email,phone:phone"  # name[:email|phone|text[:type]]
+    identity_hashed_types: str = ""  # comma-separated identifier types stored hashed
+    identity_blocked_values: str = ""  # comma-separated, blocked besides the built-in ones
+    identity_default_country_code: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,2}$")
+    max_profiles_per_merge: int = Field(default=10, ge=2)
+    allow_user_id_conflict: bool = False
+
     # -- local stack (`trackflow up`) ---------------------------------------
     state_dir: Path = Path(".trackflow")
     kafka_port: int = Field(default=9092, ge=1, le=65535)
@@ -78,8 +97,24 @@ class Settings(BaseSettings):
                     ) from None
         return value
 
+    @field_validator("identity_trait_fields")
+    @classmethod
+    def _trait_fields_are_valid(cls, value: str) -> str:
+        for entry in (f.strip() for f in value.split(",")):
+            name, _, rest = entry.partition(":")
+            kind = rest.partition(":")[0] or "text"
+            if not name or kind not in ("email", "phone", "text"):
+                raise ValueError(
+                    f"{entry!r} is not name[:kind[:type]] with kind email, phone or text"
+                    " (e.g. 'email:email,phone:phone')"
+                )
+        return value
+
     def trusted_proxy_list(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    def webhook_allow_list(self) -> list[str]:
+        return [h.strip() for h in self.webhook_allow_hosts.split(",") if h.strip()]
 
     def dsn(self) -> str:
         """The database URL as a plain string, for the PostgreSQL client."""

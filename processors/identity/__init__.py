@@ -8,7 +8,8 @@ or HTTP here: the agents read state, call these functions, and write what they r
   identifier): ``plan_merge(claim, holders, config)`` -> ``MergePlan`` | ``IdentityConflict``
   | ``NoMerge``; ``apply_merge_plan(plan, profiles, policy, config)`` -> what to write, with
   the PostgreSQL contract in ``processors.identity.apply``.
-* ``resolve`` keeps alias mappings acyclic and compressed; ``policy`` combines traits.
+* ``resolve`` keeps alias mappings acyclic and compressed; ``policy`` combines traits;
+  ``blocked_conflicts`` turns placeholder values into conflict records.
 """
 
 from processors.identity.apply import (
@@ -17,6 +18,7 @@ from processors.identity.apply import (
     audit_id,
     profile_from_claimant,
 )
+from processors.identity.blocked import blocked_conflicts
 from processors.identity.config import (
     DEFAULT_BLOCKED_VALUES,
     DEFAULT_SESSION_TIMEOUT,
@@ -103,6 +105,7 @@ __all__ = [
     "apply_alias",
     "apply_merge_plan",
     "audit_id",
+    "blocked_conflicts",
     "build_claims",
     "claimant_from_claim",
     "claimant_of",

@@ -34,10 +34,11 @@ How the adapter applies a plan to PostgreSQL (race-free, deadlock-free):
    ANY($losers) RETURNING id``; upsert ``profile_aliases (alias_id, canonical_id)`` for the
    losers and the returned ids; insert ``application.audits`` into ``merge_audit``
    (``ON CONFLICT (loser_id) DO NOTHING``: a profile is merged once); ``COMMIT``.
-7. After the commit, publish a ``ProfileAlias`` for each loser and re-pointed id to the
-   alias topic (keyed by alias id), then commit the consumer offset. A crash in between
-   replays the plan: step 4 finds everything merged, the plan is a no-op, the aliases are
-   published again (idempotent).
+7. After the commit, commit the consumer offset. A crash in between replays the plan:
+   step 4 finds everything merged and the plan is a no-op. (trackflow's identify stage
+   reads ``merged_into`` from PostgreSQL per batch, so a merge needs no alias topic; a
+   deployment that keeps aliases in memory elsewhere would publish a ``ProfileAlias`` per
+   loser and re-pointed id here, keyed by alias id.)
 
 Other writers of profile rows follow the same two rules, or a merge can deadlock with them
 (PostgreSQL would abort one with 40P01) or write to a profile merged away a moment ago:

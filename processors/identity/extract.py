@@ -23,7 +23,7 @@ from typing import Any
 
 from processors.identity.config import IdentifierKind, IdentifyConfig
 from processors.identity.errors import BlockedIdentifier, InvalidIdentifier
-from processors.identity.normalise import normalise_identifier
+from processors.identity.normalise import identifier_text, normalise_identifier
 from schemas.envelope import RawEvent
 from schemas.identity import PROFILE_ID, USER_ID, ClaimReason, Identifier, IdentityClaim
 
@@ -39,6 +39,7 @@ class Rejection:
     identifier_type: str
     reason: str
     blocked: bool
+    value: str | None = None  # the text sent, for blocked placeholders only
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,9 @@ def extract_identity(event: RawEvent, config: IdentifyConfig) -> ExtractedIdenti
         try:
             identifier = _normalise(config, identifier_type, kind, raw)
         except InvalidIdentifier as exc:
-            rejected.append(
-                Rejection(identifier_type, exc.reason, isinstance(exc, BlockedIdentifier))
-            )
+            blocked = isinstance(exc, BlockedIdentifier)
+            value = _placeholder_text(identifier_type, raw) if blocked else None
+            rejected.append(Rejection(identifier_type, exc.reason, blocked, value))
             return
         found.setdefault(identifier, why)
 
@@ -134,6 +135,11 @@ def _trait_values(event: RawEvent, config: IdentifyConfig, name: str) -> Iterato
             yield from (item for item in value[:_MAX_VALUES_PER_FIELD] if item is not None)
         else:
             yield value
+
+
+def _placeholder_text(identifier_type: str, raw: object) -> str:
+    text = identifier_text(identifier_type, raw)
+    return text if text.strip() else repr(text)
 
 
 def _normalise(

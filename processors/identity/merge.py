@@ -119,10 +119,17 @@ def identity_conflict(
 
 
 def plan_merge(
-    claim: IdentityClaim, holders: Sequence[Claimant], config: MergeConfig
+    claim: IdentityClaim,
+    holders: Sequence[Claimant],
+    config: MergeConfig,
+    *,
+    merged_through: int = 0,
 ) -> MergeDecision:
     """Decide for ``claim.identifier``. ``holders``: the canonical profiles holding it,
-    including the claimant's (``claimant_from_claim`` when the store does not know it)."""
+    including the claimant's (``claimant_from_claim`` when the store does not know it).
+    ``merged_through``: how many profiles were merged away through this identifier before.
+    They count towards ``max_profiles_per_merge``: merging one claim at a time, a shared
+    value (a support address) would otherwise glue any number of profiles together."""
     identifier = claim.identifier
     unique = _unique(holders)
     ids = [holder.profile_id for holder in unique]
@@ -131,9 +138,10 @@ def plan_merge(
         return identity_conflict(claim, ids or [claim.profile_id], "blocked_identifier", detail)
     if len(unique) < 2:
         return NoMerge(identifier=identifier, profile_id=ids[0] if ids else claim.profile_id)
-    if len(unique) > config.max_profiles_per_merge:
+    held_by = len(unique) + merged_through
+    if held_by > config.max_profiles_per_merge:
         detail = (
-            f"{identifier.type} is held by {len(unique)} profiles; at most "
+            f"{identifier.type} is held by {held_by} profiles; at most "
             f"{config.max_profiles_per_merge} may be merged through one identifier"
         )
         return identity_conflict(claim, ids, "cap_exceeded", detail)

@@ -66,6 +66,7 @@ from schemas.rules._definitions import (
     When,
     rule_key,
 )
+from schemas.rules._delivery import WebhookDeadLetter, WebhookDelivery
 from schemas.rules._results import (
     ActionOutcome,
     AddTags,
@@ -159,6 +160,8 @@ __all__ = [
     "Var",
     "WebhookAction",
     "WebhookCall",
+    "WebhookDeadLetter",
+    "WebhookDelivery",
     "When",
     "WorkflowResult",
     "compile_pattern",

@@ -50,6 +50,7 @@ def test_the_package_exports_pinned_names() -> None:
         "InvalidMerge", "MergeApplication", "MergeConfig", "MergeCycleError", "MergedTraits",
         "Rejection", "SessionChange", "SessionDecision", "TraitField", "TraitPolicy",
         "TraitValue", "add_alias", "apply_alias", "apply_merge_plan", "audit_id",
+        "blocked_conflicts",
         "build_claims", "claimant_from_claim", "claimant_of", "compress", "decide_session",
         "derived_session_id", "extract_identity", "hash_identifier_value", "identifier_text",
         "identify", "identity_conflict", "is_blocked", "json_text", "merge_profiles",

@@ -203,3 +203,12 @@ def test_merge_profiles_refuses_inputs_that_break_the_rules(
 ) -> None:
     with pytest.raises(InvalidMerge, match=problem):
         merge_profiles(winner, loser, TraitPolicy(), plan("p1", "p2"))
+
+
+def test_profiles_merged_through_an_identifier_before_count_towards_the_cap() -> None:
+    holders = [claimant("p1", 0), claimant("p9", 9)]
+    config = MergeConfig(max_profiles_per_merge=3)
+    assert isinstance(plan_merge(claim("p9"), holders, config, merged_through=1), MergePlan)
+    decision = plan_merge(claim("p9"), holders, config, merged_through=2)
+    assert isinstance(decision, IdentityConflict) and decision.reason == "cap_exceeded"
+    assert decision.profile_ids == ("p1", "p9") and "held by 4 profiles" in decision.detail
