@@ -23,11 +23,11 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncNullConnectionPool, PoolTimeout
 
-from processors.errors import InvalidEvent, StoreUnavailable
+from processors.errors import StoreUnavailable
 from processors.identity import MergeConfig, TraitPolicy, apply_merge_plan
 from processors.identity.apply import MergeApplication
+from processors.pg import Database
 from schemas.identity import (
     PROFILE_ID,
     USER_ID,
@@ -66,27 +66,20 @@ class _RootMoved(Exception):
 class IdentityStore:
     def __init__(self, dsn: str, max_connections: int = 4) -> None:
         # autocommit: every transaction is an explicit ``conn.transaction()`` block
-        self._pool = AsyncNullConnectionPool(
-            dsn, max_size=max_connections, open=False, timeout=10.0, kwargs={"autocommit": True}
-        )
+        self._db = Database(dsn, max_size=max_connections, autocommit=True)
 
     async def start(self) -> None:
-        await self._pool.open(wait=False)
+        await self._db.start()
 
     async def stop(self) -> None:
-        await self._pool.close()
+        await self._db.stop()
 
     @asynccontextmanager
     async def connection(self, stage: str) -> AsyncIterator[Conn]:
         """A connection; an outage surfaces as the retriable ``StoreUnavailable``, data that
         PostgreSQL refuses as ``InvalidEvent``."""
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable(stage, f"postgresql unavailable: {exc}") from exc
-        except psycopg.Error as exc:
-            raise InvalidEvent(stage, f"postgresql rejected the write: {exc}") from exc
+        async with self._db.connection(stage) as conn:
+            yield conn
 
     # -- identify ---------------------------------------------------------------------------
 

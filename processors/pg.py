@@ -14,7 +14,7 @@ retriable :class:`StoreUnavailable`, data PostgreSQL refuses is :class:`InvalidE
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -85,6 +85,13 @@ class Database:
         """A connection inside one transaction, committed when the block ends."""
         async with self.connection(stage) as conn, conn.transaction():
             yield conn
+
+    async def executemany(self, stage: str, sql: str, params: Sequence[Any]) -> None:
+        """``sql`` once per parameter set, in one transaction (nothing to do for none)."""
+        if not params:
+            return
+        async with self.transaction(stage) as conn, conn.cursor() as cursor:
+            await cursor.executemany(sql, params)
 
     async def ping(self) -> tuple[bool, str]:
         try:

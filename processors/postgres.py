@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncNullConnectionPool, PoolTimeout
 
-from processors.errors import InvalidEvent, StoreUnavailable
+from processors.errors import StoreUnavailable
+from processors.pg import Database
 from processors.store import (
     EVENT_COLUMNS,
     EventRow,
@@ -157,46 +157,30 @@ def _profile_columns(activity: Sequence[ProfileActivity]) -> tuple[list[Any], ..
 
 class PostgresStore:
     def __init__(self, dsn: str, max_connections: int = 4) -> None:
-        # A connection per use: after an outage the next retry reconnects at once, instead of
-        # waiting out a pool's reconnection backoff (which grows with the outage).
-        self._pool = AsyncNullConnectionPool(
-            dsn, max_size=max_connections, open=False, timeout=10.0
-        )
+        self._db = Database(dsn, max_size=max_connections)
 
     async def start(self) -> None:
-        await self._pool.open(wait=False)
+        await self._db.start()
 
     async def stop(self) -> None:
-        await self._pool.close()
+        await self._db.stop()
 
     async def ping(self) -> tuple[bool, str]:
-        try:
-            async with self._pool.connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            return False, f"postgresql unreachable: {exc}"
-        return True, "ok"
+        return await self._db.ping()
 
     async def write_events(self, rows: Sequence[EventRow]) -> int:
         """Store the rows in one transaction; return how many were new."""
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                await conn.execute(_CREATE_STAGING)
-                async with conn.cursor().copy(
-                    f"COPY incoming_events ({_COLUMNS}) FROM STDIN"
-                ) as copy:
-                    for row in rows:
-                        await copy.write_row(row)
-                await conn.execute(_CREATE_STORED)
-                await conn.execute(_UPSERT)
-                cursor = await conn.execute(_PROFILE_ACTIVITY)
-                activity = [_activity(row) for row in await cursor.fetchall()]
-                await _write_profile_activity(conn, activity)
-                return sum(item.count for item in activity)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable("store", f"postgresql unavailable: {exc}") from exc
-        except psycopg.Error as exc:
-            raise InvalidEvent("store", f"postgresql rejected the rows: {exc}") from exc
+        async with self._db.transaction("store") as conn:
+            await conn.execute(_CREATE_STAGING)
+            async with conn.cursor().copy(f"COPY incoming_events ({_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            await conn.execute(_CREATE_STORED)
+            await conn.execute(_UPSERT)
+            cursor = await conn.execute(_PROFILE_ACTIVITY)
+            activity = [_activity(row) for row in await cursor.fetchall()]
+            await _write_profile_activity(conn, activity)
+            return sum(item.count for item in activity)
 
     async def write_failed(self, failures: Sequence[FailedEvent]) -> None:
         params = [
@@ -212,15 +196,7 @@ class PostgresStore:
             )
             for f in failures
         ]
-        try:
-            async with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cursor,
-            ):
-                await cursor.executemany(_INSERT_FAILED, params)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable("store", f"postgresql unavailable: {exc}") from exc
+        await self._db.executemany("store", _INSERT_FAILED, params)
 
     async def write_sources(self, sources: Sequence[EventSource]) -> None:
         """Mirror sources from the config topic; an older record never overwrites a newer."""
@@ -228,17 +204,9 @@ class PostgresStore:
             (s.id, s.name, s.enabled, Jsonb(s.model_dump(mode="json")), s.updated_at)
             for s in sources
         ]
-        try:
-            async with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cursor,
-            ):
-                await cursor.executemany(_UPSERT_SOURCE, params)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable("config", f"postgresql unavailable: {exc}") from exc
+        await self._db.executemany("config", _UPSERT_SOURCE, params)
 
     async def read_sources(self) -> list[EventSource]:
-        async with self._pool.connection() as conn:
+        async with self._db.connection("config") as conn:
             cursor = await conn.execute("SELECT config FROM sources")
             return [EventSource.model_validate(row[0]) for row in await cursor.fetchall()]

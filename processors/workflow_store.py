@@ -28,9 +28,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncNullConnectionPool, PoolTimeout
 
-from processors.errors import InvalidEvent, StoreUnavailable
+from processors.errors import StoreUnavailable
+from processors.pg import Database
 from schemas.rules import ActionOutcome, RuleRecord, WebhookCall
 
 __all__ = ["OutcomeRow", "RunRow", "WorkflowStore", "WorkflowTransaction"]
@@ -204,27 +204,20 @@ WHERE d.status <> 'delivered' AND d.attempts <= EXCLUDED.attempts
 
 class WorkflowStore:
     def __init__(self, dsn: str, max_connections: int = 4) -> None:
-        self._pool = AsyncNullConnectionPool(
-            dsn, max_size=max_connections, open=False, timeout=10.0
-        )
+        self._db = Database(dsn, max_size=max_connections)
 
     async def start(self) -> None:
-        await self._pool.open(wait=False)
+        await self._db.start()
 
     async def stop(self) -> None:
-        await self._pool.close()
+        await self._db.stop()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[WorkflowTransaction]:
         """One transaction; an unreachable database raises the retriable StoreUnavailable,
         a refused write (a value PostgreSQL cannot store) InvalidEvent."""
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield WorkflowTransaction(conn)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable("workflow", f"postgresql unavailable: {exc}") from exc
-        except psycopg.Error as exc:
-            raise InvalidEvent("workflow", f"postgresql rejected the write: {exc}") from exc
+        async with self._db.transaction("workflow") as conn:
+            yield WorkflowTransaction(conn)
 
     async def write_rules(self, records: Sequence[RuleRecord]) -> None:
         """Mirror rules from the config topic; an older record never overwrites a newer."""
@@ -232,16 +225,13 @@ class WorkflowStore:
 
     async def delivered(self, idempotency_key: str) -> bool:
         """Whether a call was delivered already (a replayed request is not sent again)."""
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT 1 FROM webhook_deliveries"
-                    " WHERE idempotency_key = %s AND status = 'delivered'",
-                    (idempotency_key,),
-                )
-                return await cur.fetchone() is not None
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable("webhooks", f"postgresql unavailable: {exc}") from exc
+        async with self._db.connection("webhooks") as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM webhook_deliveries"
+                " WHERE idempotency_key = %s AND status = 'delivered'",
+                (idempotency_key,),
+            )
+            return await cur.fetchone() is not None
 
     async def record_attempt(
         self,
@@ -267,14 +257,4 @@ class WorkflowStore:
         await self._executemany(_RECORD_ATTEMPT, [params])
 
     async def _executemany(self, sql: str, params: Sequence[Any]) -> None:
-        if not params:
-            return
-        try:
-            async with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cursor,
-            ):
-                await cursor.executemany(sql, params)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable("workflow", f"postgresql unavailable: {exc}") from exc
+        await self._db.executemany("workflow", sql, params)

@@ -92,6 +92,8 @@ def stack(pool: StackPool, request: pytest.FixtureRequest) -> Iterator[Stack]:
 
 
 STORE_INPUT = EVENTS_ENRICHED  # the topic the store stage consumes (processors/app.py)
+# the inputs of the stages that need PostgreSQL (identify reads its state there, store writes)
+DATABASE_INPUTS = (EVENTS_RAW, EVENTS_ENRICHED)
 PUBLISH_TIMEOUT = 2.0  # TRACKFLOW_PUBLISH_TIMEOUT_SECONDS of every stack
 RETRY_AFTER = "3"
 
@@ -123,7 +125,11 @@ def test_postgres_down_30s_holds_offsets_and_loses_nothing(stack: Stack, report:
         outage = during.join()
         time.sleep(max(0.0, down_at + 30 - time.monotonic()))  # the fault lasts ~30 s
         held = committed_offsets(stack.kafka, stack.group, STORE_INPUT)
-        waiting = sum(end_offsets(stack.kafka, STORE_INPUT).values()) - sum(held.values())
+        waiting = sum(
+            sum(end_offsets(stack.kafka, topic).values())
+            - sum(committed_offsets(stack.kafka, stack.group, topic).values())
+            for topic in DATABASE_INPUTS
+        )
         clock.step("starting PostgreSQL again")
         stack.cluster.start()
         stack.cluster.wait_ready()
@@ -132,14 +138,15 @@ def test_postgres_down_30s_holds_offsets_and_loses_nothing(stack: Stack, report:
         outcomes = [*before, *outage]
         wait_drained(stack, acked_seqs(outcomes))
         clock.step("drained")
-        retries = stack.log_tail(200_000).count("store batch failed")
+        # identify (its state) and store (the rows) wait for PostgreSQL, retrying with backoff
+        retries = stack.log_tail(200_000).count(" failed (attempt ")
         result = http_conservation(
             stack,
             f"PostgreSQL SIGKILLed, down {back_at - down_at:.0f} s, started again",
             outcomes,
             notes=f"{summarise(outcomes)}; {waiting} messages waited uncommitted on the "
-            "store's input; "
-            f"{retries} store retries logged; drained {time.monotonic() - back_at:.0f} s "
+            "inputs of identify and store; "
+            f"{retries} retries logged by the stages; drained {time.monotonic() - back_at:.0f} s "
             "after PostgreSQL was back",
         )
     report.add(result, clock())
@@ -148,7 +155,7 @@ def test_postgres_down_30s_holds_offsets_and_loses_nothing(stack: Stack, report:
     assert held == committed, "offsets were committed while PostgreSQL was down"
     assert waiting > 0
     assert any("postgresql" in reason for reason in unready["reasons"]), unready
-    assert retries > 0, "the store stage did not retry"
+    assert retries > 0, "no stage retried"
     assert running(stack.worker), "the worker died"
 
 

@@ -448,7 +448,8 @@ def test_segment_and_snowplow_take_random_bodies(target: Target) -> None:
         post(client)
     print(f"POST Segment/Snowplow statuses: {dict(sent)}")
     assert sum(sent.values()) >= 400, sent
-    assert sum(n for (_, status), n in sent.items() if status == 200) >= 20, sent
+    # the random bodies must also reach the accepting path, not only the refusals
+    assert sum(n for (_, status), n in sent.items() if status == 200) >= 10, sent
 
 
 def test_everything_the_fuzzing_got_accepted_is_stored_or_recorded_as_failed(

@@ -87,6 +87,14 @@ def test_gateway_and_worker_metrics_count_the_events_sent(pipeline: Pipeline) ->
     )
     assert value(after_gw, "trackflow_gateway_kafka_ready") == 1
     assert stored_delta() == sent
+    for stage in ("identify", "enrich"):  # every event passed every stage once
+        assert (
+            delta(after_wk, before_wk, "trackflow_stage_events_total", stage=stage, outcome="ok")
+            == sent
+        ), stage
+        assert (
+            delta(after_wk, before_wk, "trackflow_stage_duration_seconds_count", stage=stage) >= 1
+        )
     assert delta(after_wk, before_wk, "trackflow_end_to_end_latency_seconds_count") == sent
     e2e_sum = delta(after_wk, before_wk, "trackflow_end_to_end_latency_seconds_sum")
     assert 0 < e2e_sum / sent < 10, "mean receipt-to-row latency should be plausible"
