@@ -66,6 +66,7 @@ def pipeline(services: Services) -> Iterator[Pipeline]:
         "TRACKFLOW_STORE_BATCH_SECONDS": "0.05",
         "TRACKFLOW_WORKER_ID": "trackflow-e2e",
         "TRACKFLOW_TRUSTED_PROXIES": "127.0.0.1",
+        "TRACKFLOW_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",  # the metrics test's webhook receiver
         "TRACKFLOW_GEOIP_CITY_DB": str(MAXMIND / "GeoIP2-City-Test.mmdb"),
         "TRACKFLOW_GEOIP_ASN_DB": str(MAXMIND / "GeoLite2-ASN-Test.mmdb"),
     }

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import Pipeline
-from tests.integration.harness import poll
+from tests.integration.harness import cli, poll
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -110,3 +113,97 @@ def test_gateway_and_worker_metrics_count_the_events_sent(pipeline: Pipeline) ->
     poll(
         lambda: lag_total(scrape(worker)) == 0, 30, "consumer lag back to zero after draining", 0.5
     )
+
+
+class _Receiver:
+    """A webhook receiver on loopback that answers 200 and counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.calls += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _track(pipeline: Pipeline, profile: str, *events: dict[str, object]) -> None:
+    response = httpx.post(
+        f"{pipeline.gateway_url}/track",
+        json={"source": {"id": pipeline.source_id}, "profile": {"id": profile}, "events": events},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_merges_conflicts_rule_matches_and_webhook_deliveries_are_counted(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    worker = pipeline.worker_url
+    receiver = _Receiver()
+    tag = uuid.uuid4().hex[:8]
+    rule_id, probe = f"metrics-{tag}", f"probe-{tag}"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"rules:\n  - id: {rule_id}\n    name: Metrics probe\n"
+        f"    when: {{event_types: [{probe}]}}\n"
+        f"    then:\n      - action: webhook\n        url: {receiver.url}\n"
+        "        body: {id: '{{ event.id }}'}\n"
+    )
+    applied = cli("rules", "apply", str(rules), env=pipeline.env)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        # the rule is live once a probe matches it (the workers follow the config topic)
+        poll(
+            lambda: (
+                _track(pipeline, f"probe-{uuid.uuid4()}", {"type": probe}),
+                value(scrape(worker), "trackflow_rule_matches_total", rule=rule_id) >= 1,
+            )[1],
+            30,
+            f"rule {rule_id} matching",
+            1.0,
+        )
+        poll(lambda: receiver.calls >= 1, 30, "the first webhook call")
+        before = scrape(worker)
+        email = f"metrics.{tag}@example.com"
+        for profile in (f"m1-{tag}", f"m2-{tag}"):  # one email, two profiles: one merge
+            _track(pipeline, profile, {"type": "identify", "context": {"traits": {"email": email}}})
+        _track(
+            pipeline, f"m3-{tag}", {"type": "identify", "context": {"traits": {"email": "null"}}}
+        )
+        _track(pipeline, f"m4-{tag}", {"type": probe})
+
+        def delta(name: str, **labels: str) -> float:
+            return value(scrape(worker), name, **labels) - value(before, name, **labels)
+
+        poll(lambda: delta("trackflow_merges_total") >= 1, 30, "a merge counted")
+        poll(
+            lambda: delta("trackflow_identity_conflicts_total", reason="blocked_identifier") >= 1,
+            30,
+            "a blocked identifier counted as a conflict",
+        )
+        poll(
+            lambda: (
+                delta("trackflow_webhook_deliveries_total", outcome="delivered", attempt="1") >= 1
+            ),
+            30,
+            "a webhook delivery counted",
+        )
+        assert delta("trackflow_rule_matches_total", rule=rule_id) == 1
+        assert delta("trackflow_merges_total") == 1
+        assert delta("trackflow_identity_conflicts_total", reason="blocked_identifier") == 1
+        assert delta("trackflow_webhook_deliveries_total", outcome="dead_letter", attempt="1") == 0
+    finally:
+        cli("rules", "disable", rule_id, env=pipeline.env)
+        receiver.server.shutdown()
