@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
+
+from trackflow.ipaddr import IPAddress, parse_ip
 
 __all__ = ["client_ip", "parse_trusted_proxies"]
 
-_Address = IPv4Address | IPv6Address
 _Network = IPv4Network | IPv6Network
 _MAX_HOPS = 32
 
@@ -33,14 +34,14 @@ def client_ip(
     Raises ``ValueError`` naming a ``trusted_proxies`` entry that is not an IP or CIDR
     (check them once at start-up with :func:`parse_trusted_proxies`).
     """
-    address = _parse(peer)
+    address = parse_ip(peer)
     if address is None:
         return None
     trusted = parse_trusted_proxies(tuple(trusted_proxies))
     if not forwarded_for or not _is_trusted(address, trusted):
         return str(address)
     for hop in reversed(forwarded_for.split(",")[-_MAX_HOPS:]):
-        found = _parse(hop)
+        found = parse_ip(hop)
         if found is None:
             break
         address = found
@@ -64,25 +65,5 @@ def parse_trusted_proxies(entries: tuple[str, ...]) -> tuple[_Network, ...]:
     return tuple(networks)
 
 
-def _is_trusted(address: _Address, trusted: tuple[_Network, ...]) -> bool:
+def _is_trusted(address: IPAddress, trusted: tuple[_Network, ...]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
-
-
-def _parse(value: str | None) -> _Address | None:
-    """An address with its port, brackets and zone stripped; IPv4-mapped IPv6 as IPv4."""
-    if not value or len(value) > 64:
-        return None
-    host = value.strip()
-    if host.startswith("["):
-        host, bracket, _ = host[1:].partition("]")
-        if not bracket:
-            return None
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    try:
-        address = ip_address(host.partition("%")[0])
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address

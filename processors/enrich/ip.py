@@ -1,34 +1,31 @@
-"""Client IP addresses: parsing what clients and proxies send, public or not, anonymising.
+"""Client IP addresses: public or not, anonymising, which one an event carries.
 
-Accepted forms: ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]``,
-``[2001:db8::1]:443``, ``fe80::1%eth0`` (zone dropped) and IPv4-mapped IPv6
-(``::ffff:1.2.3.4``, returned as IPv4). Anything else is not an address (``None``), never an
-error.
+Parsing what clients and proxies send (ports, brackets, zones, IPv4-mapped IPv6) is shared
+with the gateway: ``trackflow.ipaddr``.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 
 from processors.enrich.fields import text
 from schemas import RawEvent
 from schemas.enrichment import EnrichOptions
+from trackflow.ipaddr import MAX_IP_TEXT, IPAddress, _parse_ip, parse_ip
 
-__all__ = ["IPAddress", "anonymize_ip", "client_ip_text", "is_public", "parse_ip", "public_ip"]
+__all__ = [
+    "MAX_IP_TEXT",
+    "IPAddress",
+    "anonymize_ip",
+    "client_ip_text",
+    "is_public",
+    "parse_ip",
+    "public_ip",
+]
 
-IPAddress = IPv4Address | IPv6Address
-
-MAX_IP_TEXT = 64  # "[ffff:...:ffff%zone]:65535" fits; longer is not an address
 _V4_KEEP = 0xFFFF_FF00  # /24: the last octet zeroed
 _V6_KEEP = ((1 << 128) - 1) ^ ((1 << 80) - 1)  # /48: the last 80 bits zeroed
-
-
-def parse_ip(value: str | None) -> IPAddress | None:
-    """The address in ``value`` (port, brackets and zone stripped), or None."""
-    if not value or len(value) > MAX_IP_TEXT:
-        return None  # checked before the cache, so that no long string is kept in it
-    return _parse_ip(value)
 
 
 def public_ip(value: str | None) -> IPAddress | None:
@@ -36,25 +33,6 @@ def public_ip(value: str | None) -> IPAddress | None:
     if not value or len(value) > MAX_IP_TEXT:
         return None
     return _public_ip(value)
-
-
-@lru_cache(maxsize=65_536)
-def _parse_ip(value: str) -> IPAddress | None:
-    host = value.strip()
-    if host.startswith("["):
-        host, bracket, _ = host[1:].partition("]")
-        if not bracket:
-            return None
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    host = host.partition("%")[0]
-    try:
-        address = ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 @lru_cache(maxsize=65_536)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -330,18 +330,7 @@ ActionKind = Literal[
     "produce",
     "stop",
 ]
-ACTION_KINDS: tuple[ActionKind, ...] = (
-    "tag",
-    "untag",
-    "set_trait",
-    "unset_trait",
-    "increment_trait",
-    "append_trait",
-    "emit_event",
-    "webhook",
-    "produce",
-    "stop",
-)
+ACTION_KINDS: tuple[ActionKind, ...] = get_args(ActionKind)
 
 # -- rules -----------------------------------------------------------------------------------
 
