@@ -127,11 +127,10 @@ def _properties_and_type(
 
 
 def _self_describing(params: dict[str, Any]) -> tuple[str, Any]:
-    if _text(params, "ue_px"):
-        envelope = decode_base64_json(params["ue_px"], "ue_px")
-        name = "ue_px"
-    elif _text(params, "ue_pr"):
-        envelope, name = _json(params["ue_pr"], "ue_pr"), "ue_pr"
+    if (encoded := _text(params, "ue_px")) is not None:
+        envelope, name = decode_base64_json(encoded, "ue_px"), "ue_px"
+    elif (plain := _plain_json(params, "ue_pr")) is not None:
+        envelope, name = plain, "ue_pr"
     else:
         raise ValueError("ue_px or ue_pr: required for a self-describing event (e=ue)")
     inner = envelope.get("data") if isinstance(envelope, dict) else None
@@ -141,10 +140,10 @@ def _self_describing(params: dict[str, Any]) -> tuple[str, Any]:
 
 
 def _contexts(params: dict[str, Any]) -> list[Any] | None:
-    if _text(params, "cx"):
-        envelope, name = decode_base64_json(params["cx"], "cx"), "cx"
-    elif _text(params, "co"):
-        envelope, name = _json(params["co"], "co"), "co"
+    if (encoded := _text(params, "cx")) is not None:
+        envelope, name = decode_base64_json(encoded, "cx"), "cx"
+    elif (plain := _plain_json(params, "co")) is not None:
+        envelope, name = plain, "co"
     else:
         return None
     data = envelope.get("data") if isinstance(envelope, dict) else None
@@ -200,9 +199,16 @@ def _text(params: dict[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _json(value: Any, name: str) -> Any:
-    if not isinstance(value, str):
+def _plain_json(params: dict[str, Any], name: str) -> Any:
+    """``co``/``ue_pr``: a JSON string, or (in a tp2 body) the object itself."""
+    value = params.get(name)
+    if isinstance(value, dict | list):
         return value
+    text = _text(params, name)
+    return None if text is None else _json(text, name)
+
+
+def _json(value: str, name: str) -> Any:
     try:
         return _checked(value.encode(), orjson.loads(value), name)
     except orjson.JSONDecodeError as exc:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest_gateway.publisher import InMemoryPublisher
 from ingest_gateway.segment import profile_id_for_user
-from ingest_gateway.snowplow import decode_base64_json, event_name
+from ingest_gateway.snowplow import decode_base64_json, event_name, snowplow_event
+from schemas import RequestInfo
 from schemas.snowplow import PAYLOAD_DATA_SCHEMA
 from tests.unit.gateway.conftest import published
 
@@ -202,3 +204,48 @@ def test_base64_json_round_trips_in_either_alphabet_with_or_without_padding(
 def test_base64_json_with_a_nul_character_is_refused() -> None:
     with pytest.raises(ValueError, match="cx: a string contains a NUL character"):
         decode_base64_json(b64({"a": "\x00"}), "cx")
+
+
+_PARAMETERS = "e aid eid duid nuid uid sid url page refr res se_ac se_va ue_px ue_pr cx co tr_id"
+_SCALAR = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+_JSON = st.recursive(
+    _SCALAR | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(
+    params=st.dictionaries(st.sampled_from(_PARAMETERS.split()), _JSON, max_size=6),
+    kind=st.sampled_from(["pv", "pp", "se", "ue", "tr", "ti", "xx"]),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the answer is per request
+def test_any_json_value_in_any_parameter_is_accepted_or_named(
+    client: TestClient, params: dict[str, Any], kind: str
+) -> None:
+    """Trackers send numbers, objects and lists where strings are expected; never a 5xx."""
+    response = tp2(client, [{"e": kind, "aid": "web", **params}])
+    assert response.status_code < 500, (params, response.text)
+    answer = response.json()
+    if response.status_code == 200:
+        assert len(answer["events"]) + len(answer["rejected"]) == 1
+    else:
+        assert answer["error"]["message"]
+
+
+def test_contexts_as_a_number_or_an_object_are_named_or_taken() -> None:
+    """``cx: 0`` is not base64 JSON; ``co`` given as the object itself is taken as is."""
+
+    def event(params: dict[str, Any]):  # type: ignore[no-untyped-def]
+        return snowplow_event(
+            {"e": "pv", "aid": "web", **params},
+            anonymous_profile_id=lambda: "anon",
+            request=RequestInfo(),
+            new_id=lambda: "id-1",
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+
+    with pytest.raises(ValueError, match="cx: not base64-encoded JSON"):
+        event({"cx": 0})
+    contexts = {"schema": CONTEXTS, "data": [{"schema": "iglu:a/b/jsonschema/1-0-0", "data": {}}]}
+    assert event({"co": contexts}).context["snowplow"]["contexts"] == contexts["data"]
