@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from processors.enrich.fields import scalar_text
 from processors.enrich.page import page_url, parse_url
 from schemas import RawEvent
-from schemas.enrichment import Campaign, ClickIdParam
+from schemas.enrichment import Campaign
 
 if TYPE_CHECKING:
     from processors.enrich.context import EnrichContext
@@ -38,6 +38,7 @@ _FROM_QUERY = {
 _NOTHING: Mapping[str, str] = {}
 _Utm = tuple[tuple[str, str], ...]
 _Click = tuple[str, str, str]  # value, parameter, network
+_ClickIds = tuple[tuple[str, str], ...]  # (parameter, network) in order: EnrichContext.click_ids
 _FROM_OBJECT = {
     **_FROM_QUERY,
     "source": "source",
@@ -64,34 +65,40 @@ def utm_fields(values: Mapping[str, object], names: Mapping[str, str]) -> dict[s
 
 def campaign(event: RawEvent, context: EnrichContext) -> Campaign | None:
     url = page_url(event)
-    parsed = parse_url(url)
-    query = parsed.query if parsed is not None else _NOTHING
     objects = [
         {str(key).lower(): value for key, value in candidate.items()}
         for candidate in (event.context.get("utm"), event.context.get("campaign"))
         if isinstance(candidate, dict) and candidate
     ]
-    if not query and not objects:
-        return None
+    if not objects:  # the common case: everything comes from the page URL
+        return None if url is None else _url_campaign(url, context.click_ids)
+    parsed = parse_url(url)
+    query = parsed.query if parsed is not None else _NOTHING
     utm: _Utm = ()
     for values in objects:
         utm = tuple(utm_fields(values, _FROM_OBJECT).items())
         if utm:
             break
     else:
-        if url is not None and query:
-            utm = _url_utm(url)
-    click = _click_id(context.options.click_ids, [query, *objects])
-    if not utm and click is None:
-        return None
-    return _campaign(utm, click)
+        utm = _url_utm(query)
+    return _found(utm, _click_id(context.click_ids, [query, *objects]))
 
 
 @lru_cache(maxsize=4096)
-def _url_utm(url: str) -> _Utm:
-    """The UTM fields of a page URL's query (cached: landing pages repeat)."""
+def _url_campaign(url: str, click_ids: _ClickIds) -> Campaign | None:
+    """The campaign of a page URL alone (cached: landing pages repeat)."""
     parsed = parse_url(url)
-    return tuple(utm_fields(parsed.query, _FROM_QUERY).items()) if parsed is not None else ()
+    if parsed is None or not parsed.query:
+        return None
+    return _found(_url_utm(parsed.query), _click_id(click_ids, [parsed.query]))
+
+
+def _url_utm(query: Mapping[str, str]) -> _Utm:
+    return tuple(utm_fields(query, _FROM_QUERY).items())
+
+
+def _found(utm: _Utm, click: _Click | None) -> Campaign | None:
+    return None if not utm and click is None else _campaign(utm, click)
 
 
 @lru_cache(maxsize=4096)
@@ -103,14 +110,12 @@ def _campaign(utm: _Utm, click: _Click | None) -> Campaign:
     return Campaign(**dict(utm), click_id=value, click_id_param=param, network=network)
 
 
-def _click_id(
-    options: tuple[ClickIdParam, ...], sources: list[Mapping[str, object]]
-) -> _Click | None:
+def _click_id(click_ids: _ClickIds, sources: list[Mapping[str, object]]) -> _Click | None:
     """The first configured click-id parameter with a usable value in any of ``sources``."""
-    for option in options:
+    for param, network in click_ids:
         for values in sources:
-            if option.param in values:
-                value = scalar_text(values[option.param])
+            if param in values:
+                value = scalar_text(values[param])
                 if value is not None:
-                    return value, option.param, option.network
+                    return value, param, network
     return None

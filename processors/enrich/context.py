@@ -46,6 +46,12 @@ class EnrichContext:
     hash_salt: bytes = b""
     options: EnrichOptions = field(default_factory=EnrichOptions)
     enrichers: Sequence[NamedEnricher] = DEFAULT_ENRICHERS
+    click_ids: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    """``options.click_ids`` as ``(param, network)`` pairs: cache keys that hash in C."""
+
+    def __post_init__(self) -> None:
+        pairs = tuple((option.param, option.network) for option in self.options.click_ids)
+        object.__setattr__(self, "click_ids", pairs)
 
     def for_source(self, options: EnrichOptions) -> EnrichContext:
         """This context with one source's options."""
