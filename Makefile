@@ -50,10 +50,12 @@ check: install ## lint and type-check
 bench: install ## the full benchmark (minutes); results in bench/results/
 	$(PY) -m bench
 	$(PY) -m bench.enrich_bench
+	$(PY) -m bench.drain
 
 bench-smoke: install ## a short run of every benchmark step, as CI runs it
 	$(PY) -m bench --smoke
 	$(PY) -m bench.enrich_bench --events 2000
+	$(PY) -m bench.drain --events 1000
 
 bench-profile: install ## profile the gateway and the worker under load (pyinstrument)
 	$(PY) -m bench.profile

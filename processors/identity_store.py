@@ -122,31 +122,72 @@ class IdentityStore:
 
     async def record_claim(self, conn: Conn, claim: IdentityClaim, user_id_hashed: bool) -> None:
         """The claiming profile exists, and holds the identifier (and its user id)."""
-        created = claim.profile_created_at or claim.claimed_at
-        held = [claim.identifier]
-        if claim.user_id and claim.identifier.type != USER_ID:
-            held.append(Identifier(type=USER_ID, value=claim.user_id, hashed=user_id_hashed))
+        await self.record_claims(conn, [claim], user_id_hashed)
+
+    async def record_claims(
+        self, conn: Conn, claims: Sequence[IdentityClaim], user_id_hashed: bool
+    ) -> None:
+        """:meth:`record_claim` for each claim, in one transaction (rows in key order)."""
+        profiles: dict[str, datetime] = {}
+        held: dict[tuple[str, str, str, bool], IdentityClaim] = {}
+        for claim in claims:
+            created = claim.profile_created_at or claim.claimed_at
+            profiles.setdefault(claim.profile_id, created)
+            identifiers = [claim.identifier]
+            if claim.user_id and claim.identifier.type != USER_ID:
+                identifiers.append(
+                    Identifier(type=USER_ID, value=claim.user_id, hashed=user_id_hashed)
+                )
+            for i in identifiers:
+                held.setdefault((i.type, i.value, claim.profile_id, i.hashed), claim)
+        ids = sorted(profiles)
+        keys = sorted(held)
         async with conn.transaction():
             await conn.execute(
-                "INSERT INTO profiles (id, created_at, last_event_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (id) DO NOTHING",
-                (claim.profile_id, created, created),
+                "INSERT INTO profiles (id, created_at, last_event_at)"
+                " SELECT id, at, at FROM unnest(%s::text[], %s::timestamptz[]) AS t(id, at)"
+                " ORDER BY id ON CONFLICT (id) DO NOTHING",
+                (ids, [profiles[i] for i in ids]),
             )
-            for identifier in sorted(held, key=lambda i: (i.type, i.value)):
-                await conn.execute(
-                    "INSERT INTO identifiers"
-                    " (type, value, profile_id, hashed, reason, event_id, first_seen_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (
-                        identifier.type,
-                        identifier.value,
-                        claim.profile_id,
-                        identifier.hashed,
-                        claim.reason,
-                        claim.event_id,
-                        claim.claimed_at,
-                    ),
-                )
+            await conn.execute(
+                "INSERT INTO identifiers"
+                " (type, value, profile_id, hashed, reason, event_id, first_seen_at)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[],"
+                " %s::text[], %s::text[], %s::timestamptz[]) ORDER BY 1, 2, 3"
+                " ON CONFLICT DO NOTHING",
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [k[2] for k in keys],
+                    [k[3] for k in keys],
+                    [held[k].reason for k in keys],
+                    [held[k].event_id for k in keys],
+                    [held[k].claimed_at for k in keys],
+                ),
+            )
+
+    async def holder_counts(self, conn: Conn, claims: Sequence[IdentityClaim]) -> list[int]:
+        """For each claim, how many canonical profiles :meth:`holders` would return (in
+        one query for all of them)."""
+        rows = await _fetch(
+            conn,
+            "SELECT t.n, count(DISTINCT r.root) FROM unnest(%s::text[], %s::text[], %s::bool[],"
+            " %s::text[], %s::text[]) WITH ORDINALITY AS t(type, value, hashed, claimant, named, n)"
+            " CROSS JOIN LATERAL ("
+            "  SELECT coalesce(p.merged_into, p.id) FROM identifiers i"
+            "  JOIN profiles p ON p.id = i.profile_id"
+            "  WHERE i.type = t.type AND i.value = t.value AND i.hashed = t.hashed"
+            "  UNION ALL SELECT coalesce(p.merged_into, p.id) FROM profiles p"
+            "  WHERE p.id = t.claimant OR p.id = t.named"
+            " ) AS r(root) GROUP BY t.n",
+            [c.identifier.type for c in claims],
+            [c.identifier.value for c in claims],
+            [c.identifier.hashed for c in claims],
+            [c.profile_id for c in claims],
+            [c.identifier.value if c.identifier.type == PROFILE_ID else None for c in claims],
+        )
+        counts = dict(rows)
+        return [int(counts.get(n, 0)) for n in range(1, len(claims) + 1)]
 
     async def holders(self, conn: Conn, claim: IdentityClaim) -> list[Claimant]:
         """The canonical profiles holding the claim's identifier, the claimant's with the
