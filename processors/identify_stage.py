@@ -115,6 +115,9 @@ def identify_batch(
     Pure: the step reads and writes; this decides."""
     out = IdentifiedBatch(states=dict(states))
     for message, event in batch:
+        if event.profile_less:  # no profile: nothing to identify, no state, no claims
+            out.outputs.append((event.profile_id.encode(), encode(event)))
+            continue
         try:
             state = _current_state(event, out.states.get(event.profile_id), known)
             result = identify(event, state, config)
@@ -209,7 +212,7 @@ class IdentifyStep:
                 decoded.append((message, decode_raw_event(message.value)))
             except InvalidMessage as exc:
                 failures.append(failed_event(STAGE, message, exc.reason, exc.code, None))
-        ids = [event.profile_id for _, event in decoded]
+        ids = [event.profile_id for _, event in decoded if not event.profile_less]
         states, known = await retry_while_retriable(
             lambda: self._store.load_identify(ids), "load identify state", self._retry_cap
         )

@@ -49,7 +49,7 @@ WITH new AS (
     SELECT session_id, min(profile_id), min(received_at), max(received_at), count(*),
            (array_agg(geo ORDER BY received_at) FILTER (WHERE geo IS NOT NULL))[1],
            (array_agg(device ORDER BY received_at) FILTER (WHERE device IS NOT NULL))[1]
-    FROM new WHERE session_id IS NOT NULL GROUP BY session_id
+    FROM new WHERE session_id IS NOT NULL AND profile_id IS NOT NULL GROUP BY session_id
     ON CONFLICT (id) DO UPDATE SET
         event_count = s.event_count + EXCLUDED.event_count,
         started_at = least(s.started_at, EXCLUDED.started_at),
@@ -61,6 +61,7 @@ WITH new AS (
                    ELSE coalesce(s.device, EXCLUDED.device) END
 )
 INSERT INTO stored_events SELECT profile_id, received_at, geo, device, traits FROM new
+WHERE profile_id IS NOT NULL
 """
 
 _PROFILE_ACTIVITY = """

@@ -61,7 +61,7 @@ EventRow = tuple[
     str,
     str,
     str,
-    str,
+    str | None,  # profile id: None for profile-less events
     str | None,
     datetime,
     str,
@@ -175,7 +175,7 @@ def _row(item: Located) -> EventRow:
         e.id,
         e.type,
         e.source_id,
-        e.profile_id,
+        None if e.profile_less else e.profile_id,
         e.session_id,
         e.received_at,
         e.protocol,

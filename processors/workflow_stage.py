@@ -44,6 +44,7 @@ from schemas.rules import (
     ActionOutcome,
     AddTags,
     EmitEvent,
+    PatchProfile,
     ProduceMessage,
     RemoveTags,
     Rule,
@@ -154,9 +155,15 @@ def plan_batch(
             continue
         done.add(event.id)  # the same event twice in one batch runs once
         root = (canonical or {}).get(event.profile_id, event.profile_id)
-        profile = state.get(root) or {"id": root}
-        session = sessions.get(event.session_id) if event.session_id else None
-        result = evaluate(rules, event, profile, to_json(session), max_emit_depth=max_emit_depth)
+        if event.profile_less:  # evaluated against no profile and no session
+            result = evaluate(rules, event, {}, None, max_emit_depth=max_emit_depth)
+            result = _without_profile(result)
+        else:
+            profile = state.get(root) or {"id": root}
+            session = sessions.get(event.session_id) if event.session_id else None
+            result = evaluate(
+                rules, event, profile, to_json(session), max_emit_depth=max_emit_depth
+            )
         patch = result.profile_patch
         if patch.ops:
             state[root] = apply_patch(profile, patch)
@@ -202,6 +209,24 @@ def _outgoing(plan: BatchPlan, result: WorkflowResult, now: datetime) -> None:
                     outcome,
                 )
             )
+
+
+_PROFILE_ACTIONS = frozenset(
+    {"tag", "untag", "set_trait", "unset_trait", "increment_trait", "append_trait"}
+)
+_NO_PROFILE = "a profile-less event has no profile to change"
+
+
+def _without_profile(result: WorkflowResult) -> WorkflowResult:
+    """A profile-less event's result: its profile actions failed, naming why."""
+    outcomes = tuple(
+        o.model_copy(update={"status": "failed", "error": _NO_PROFILE})
+        if o.action in _PROFILE_ACTIONS and o.status == "planned"
+        else o
+        for o in result.outcomes
+    )
+    actions = tuple(a for a in result.actions if not isinstance(a, PatchProfile))
+    return result.model_copy(update={"actions": actions, "outcomes": outcomes})
 
 
 def _outcome_of(result: WorkflowResult, rule_id: str, index: int) -> ActionOutcome | None:
@@ -296,7 +321,8 @@ class WorkflowStep:
     async def _run(self, rules: Sequence[Rule], items: Sequence[Item]) -> BatchPlan:
         first_seen: dict[str, datetime] = {}
         for item in items:
-            first_seen.setdefault(item.event.profile_id, item.event.received_at)
+            if not item.event.profile_less:
+                first_seen.setdefault(item.event.profile_id, item.event.received_at)
         sessions = sorted({i.event.session_id for i in items if i.event.session_id})
         async with self._store.transaction() as tx:
             profiles, canonical = await tx.lock_profiles(first_seen)

@@ -46,6 +46,13 @@ class RawEvent(_Message):
     request: RequestInfo = Field(default_factory=RequestInfo)
     protocol: Literal["tracardi", "segment", "snowplow", "collect", "kafka"] = "kafka"
 
+    @property
+    def profile_less(self) -> bool:
+        """Sent with ``options.profile_less`` (``?profile_less=true``, ``/collect``): stored as
+        an event only. ``profile_id`` is then just the Kafka key; no profile, session,
+        identifier or identify state is created for it."""
+        return self.options.get("profile_less") is True
+
 
 class FailedEvent(_Message):
     """What a stage could not process, with the reason and the original bytes."""

@@ -5,6 +5,8 @@ message is looked for in PostgreSQL's ``events`` table."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,8 +14,11 @@ from typing import Any
 
 import analytics as legacy_analytics
 import httpx
+import orjson
 import psycopg
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from segment import analytics as segment_analytics
 from snowplow_tracker.emitters import Emitter
 from snowplow_tracker.events.page_view import PageView
@@ -24,6 +29,7 @@ from snowplow_tracker.subject import Subject
 from snowplow_tracker.tracker import Tracker
 
 from ingest_gateway.segment import profile_id_for_user
+from schemas.topics import EVENTS_RAW
 from tests.integration.conftest import Pipeline
 from tests.integration.harness import cli, poll
 
@@ -331,3 +337,70 @@ def test_collect_webhooks_land_without_a_profile(pipeline: Pipeline) -> None:
     rows = _landed(pipeline, "type, protocol, properties, options", ids)
     assert rows[ids[0]] == ("payment-received", "collect", {"amount": "10"}, {"profile_less": True})
     assert rows[ids[1]][:3] == ("refund", "collect", {"amount": 3, "reason": "damaged"})
+
+
+def test_profile_less_events_are_stored_as_events_only(pipeline: Pipeline) -> None:
+    """``?profile_less=true`` and ``/collect``: the row has no profile id, and the id the
+    gateway keyed the event by on Kafka gets no profile, session, identifier or state."""
+    session = _uid("pl-session")
+    body = {
+        "source": {"id": pipeline.source_id},
+        "session": {"id": session},
+        "context": {"traits": {"email": f"{_uid('pl')}@example.com"}},
+        "events": [{"type": "identify"}, {"type": "page-view"}],
+    }
+    tracked = httpx.post(f"{pipeline.gateway_url}/track?profile_less=true", json=body, timeout=10)
+    collected = httpx.post(
+        f"{pipeline.gateway_url}/collect/ping/{pipeline.source_id}", json={"n": 1}, timeout=10
+    )
+    ids = []
+    for response in (tracked, collected):
+        assert response.status_code == 200, response.text
+        assert response.json()["profile"] is None
+        ids += response.json()["events"]
+    rows = _landed(pipeline, "profile_id, session_id", ids)
+    assert [rows[i][0] for i in ids] == [None, None, None]
+    assert rows[ids[0]][1] == session
+    keys = asyncio.run(_raw_keys(pipeline.kafka, set(ids)))
+    assert len(keys) == 2  # one per request
+    with psycopg.connect(pipeline.database_url) as conn:
+        for table, column in (
+            ("profiles", "id"),
+            ("identify_state", "profile_id"),
+            ("identifiers", "profile_id"),
+            ("sessions", "profile_id"),
+        ):
+            found = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE {column} = ANY(%s)", (sorted(keys),)
+            ).fetchone()
+            assert found == (0,), f"{table} has rows for a profile-less event's key"
+        sessions = conn.execute("SELECT count(*) FROM sessions WHERE id = %s", (session,))
+        assert sessions.fetchone() == (0,)
+
+
+async def _raw_keys(bootstrap: str, event_ids: set[str]) -> set[str]:
+    """The Kafka keys (profile ids) of these events on the raw topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([EVENTS_RAW])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(EVENTS_RAW, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        keys: set[str] = set()
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:  # other tests leave poison messages here too
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        value = orjson.loads(record.value or b"null")
+                        if isinstance(value, dict) and value.get("id") in event_ids:
+                            keys.add((record.key or b"").decode())
+        return keys
+    finally:
+        await consumer.stop()

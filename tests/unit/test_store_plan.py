@@ -46,3 +46,10 @@ def test_nul_characters_are_rejected_with_a_reason() -> None:
         ("a", True),
         ("b", True),
     ]
+
+
+def test_a_profile_less_event_is_stored_without_a_profile_id() -> None:
+    batch = [Located(_event("a", options={"profile_less": True}), 0, 0), Located(_event("b"), 0, 1)]
+    rows, _ = plan_event_rows(batch)
+    column = EVENT_COLUMNS.index("profile_id")
+    assert [r[column] for r in rows] == [None, "p"]

@@ -10,6 +10,7 @@ import pytest
 from processors.identify_stage import identify_batch, identity_configs
 from processors.identity_store import KnownProfile
 from processors.store_step import Message
+from schemas import encode
 from schemas.identity import IdentifyState, IdentityClaim
 from tests.unit.identity.factories import T0, at, event
 from trackflow.settings import Settings, SettingsError, load_settings
@@ -112,3 +113,16 @@ def test_an_event_postgresql_cannot_hold_fails_with_the_reason_and_the_rest_goes
     )
     assert failure.reason == "user_id contains a NUL character, which PostgreSQL cannot store"
     assert [orjson.loads(value)["id"] for _, value in result.outputs] == ["e2"]
+
+
+def test_a_profile_less_event_is_forwarded_as_it_came_with_no_state_or_claims() -> None:
+    config, _ = identity_configs(Settings())
+    less = event(
+        "e1",
+        profile_id="k-1",
+        options={"profile_less": True},
+        context={"traits": {"email": "ann@example.com"}},
+    )
+    result = identify_batch([(message(0), less)], {}, {}, config)
+    assert result.outputs == [(b"k-1", encode(less))]
+    assert (result.claims, result.states, result.new_sessions) == ([], {}, 0)

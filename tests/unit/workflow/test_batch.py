@@ -122,6 +122,28 @@ def test_outcome_rows_say_what_was_done_and_a_failed_production_is_recorded() ->
     assert "missing" in (rows[1].error or "") and rows[2].error == "could not produce"
 
 
+def test_a_profile_less_event_changes_no_profile_and_its_profile_actions_fail_saying_why() -> None:
+    r = rule(
+        "mixed",
+        then=[
+            {"action": "tag", "tags": ["t"]},
+            {"action": "increment_trait", "trait": "n"},
+            {"action": "webhook", "url": "https://hooks.example.com/x", "body": {"a": 1}},
+        ],
+    )
+    less = event(id="e1", profile_id="k-1", options={"profile_less": True})
+    result = plan([r], items(less), {"k-1": {"id": "k-1", "tags": ["old"]}})
+    assert result.profiles == {} and result.trait_times == {}
+    assert [o.topic for o in result.outgoing] == [WEBHOOKS]
+    rows = outcome_rows(result, {})
+    assert [(o.outcome.action, o.status) for o in rows] == [
+        ("tag", "failed"),
+        ("increment_trait", "failed"),
+        ("webhook", "queued"),
+    ]
+    assert rows[0].error == "a profile-less event has no profile to change"
+
+
 def test_wants_checks_type_and_source_filters_only() -> None:
     only_web = rule("w", when={"event_types": ["purchase"], "sources": ["web"]})
     assert wants([only_web], event())
