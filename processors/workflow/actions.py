@@ -154,6 +154,9 @@ def _emit(action: EmitEventAction, ctx: PlanContext) -> EmitEvent:
     event_type = render_text(action.type, ctx.scope).strip()
     properties = render_json(action.properties, ctx.scope)
     origin = {"rule_id": ctx.rule_id, "action_index": ctx.index, "caused_by": ctx.event.id}
+    options: dict[str, object] = {WORKFLOW_OPTION: {**origin, "depth": depth + 1}}
+    if ctx.event.profile_less:  # what a profile-less event causes has no profile either
+        options["profile_less"] = True
     try:
         event = RawEvent(
             id=f"wf-{ctx.key}",
@@ -163,7 +166,7 @@ def _emit(action: EmitEventAction, ctx: PlanContext) -> EmitEvent:
             session_id=ctx.event.session_id,
             received_at=ctx.scope.now,
             properties=properties if isinstance(properties, dict) else {},
-            options={WORKFLOW_OPTION: {**origin, "depth": depth + 1}},
+            options=options,
             protocol="kafka",
         )
     except ValidationError as exc:

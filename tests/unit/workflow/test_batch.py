@@ -129,17 +129,20 @@ def test_a_profile_less_event_changes_no_profile_and_its_profile_actions_fail_sa
             {"action": "tag", "tags": ["t"]},
             {"action": "increment_trait", "trait": "n"},
             {"action": "webhook", "url": "https://hooks.example.com/x", "body": {"a": 1}},
+            {"action": "emit_event", "type": "echo"},
         ],
     )
     less = event(id="e1", profile_id="k-1", options={"profile_less": True})
     result = plan([r], items(less), {"k-1": {"id": "k-1", "tags": ["old"]}})
     assert result.profiles == {} and result.trait_times == {}
-    assert [o.topic for o in result.outgoing] == [WEBHOOKS]
+    assert [o.topic for o in result.outgoing] == [WEBHOOKS, EVENTS_RAW]
+    assert decode_raw_event(result.outgoing[1].value).profile_less  # and so is what it emits
     rows = outcome_rows(result, {})
     assert [(o.outcome.action, o.status) for o in rows] == [
         ("tag", "failed"),
         ("increment_trait", "failed"),
         ("webhook", "queued"),
+        ("emit_event", "emitted"),
     ]
     assert rows[0].error == "a profile-less event has no profile to change"
 
