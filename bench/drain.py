@@ -21,7 +21,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from bench.payloads import raw_events, records
-from bench.profile import _ensure_pyinstrument, _profiled, _render_text, _times
+from bench.profile import ensure_pyinstrument, profile_section, profiled, render_text
 from bench.run import say
 from bench.stack import BenchStack, cpu_seconds
 from schemas import RawEvent
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="bench: %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     if args.profile:
-        _ensure_pyinstrument()
+        ensure_pyinstrument()
     stack = BenchStack(say, keep=args.keep)
     session = stack.state / "drain.pyisession"
     run = f"drain-{int(time.time())}"
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_produce(stack.bootstrap, EVENTS_RAW, _events(args.events, run)))
         worker = stack.worker()
         if args.profile:
-            worker = _profiled(worker, session)
+            worker = profiled(worker, session)
         say("starting one worker; waiting for every event to be stored")
         started, started_at = time.monotonic(), datetime.now(UTC)
         worker.start()
@@ -117,13 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             f" was started; from then on {steady:,.0f} events/s")  # fmt: skip
         worker.stop(sig=signal.SIGINT if args.profile else signal.SIGTERM)
         if args.profile:
-            _render_text(session, _RESULTS / "profile-drain.txt")
-            times = _times(session, 25)
-            lines = ["| self s | function |", "|---:|---|"]
-            lines += [f"| {t:.2f} | `{w}` |" for t, w in times["self"]]
-            lines += ["", "| inclusive s | project function |", "|---:|---|"]
-            lines += [f"| {t:.2f} | `{w}` |" for t, w in times["project"]]
-            (_RESULTS / "profile-drain.md").write_text("\n".join(lines) + "\n")
+            render_text(session, _RESULTS / "profile-drain.txt")
+            lines = profile_section("worker draining a backlog", session, 25)
+            (_RESULTS / "profile-drain.md").write_text("\n".join(lines))
             say(f"profile written to {_RESULTS / 'profile-drain.txt'} and profile-drain.md")
         return 0
     finally:

@@ -31,7 +31,7 @@ _RESULTS = Path(__file__).resolve().parent / "results"
 _PYINSTRUMENT = "pyinstrument>=5,<6"
 
 
-def _ensure_pyinstrument() -> None:
+def ensure_pyinstrument() -> None:
     if not (_TOOLS / "pyinstrument").is_dir():
         say(f"installing {_PYINSTRUMENT} into {_TOOLS} (pip --target; first use only)")
         subprocess.run(
@@ -43,7 +43,7 @@ def _ensure_pyinstrument() -> None:
         sys.path.insert(0, str(_TOOLS))
 
 
-def _profiled(service: Service, session: Path) -> Service:
+def profiled(service: Service, session: Path) -> Service:
     """The same service, run as ``python -m pyinstrument -r session -o FILE -m trackflow ...``."""
     service.python_args = [
         "-m",
@@ -64,7 +64,7 @@ def _profiled(service: Service, session: Path) -> Service:
 _PROJECT = ("ingest_gateway/", "processors/", "schemas/", "trackflow/")
 
 
-def _times(session_path: Path, top: int) -> dict[str, Any]:
+def times(session_path: Path, top: int) -> dict[str, Any]:
     """Self time by function (top ``top``), and inclusive time of the project's own code."""
     from pyinstrument.session import Session
 
@@ -94,7 +94,32 @@ def _times(session_path: Path, top: int) -> dict[str, Any]:
     }
 
 
-def _render_text(session_path: Path, out: Path) -> None:
+def profile_section(name: str, session_path: Path, top: int) -> list[str]:
+    """Markdown for one process: wall and CPU time, then the top functions by self time and
+    trackflow's own functions by inclusive time."""
+    found = times(session_path, top)
+    duration, cpu = found["duration"], found["cpu_time"]
+    lines = [
+        f"## {name}: {duration:.0f} s wall, {cpu:.0f} s CPU ({cpu / duration:.0%} of a core)",
+        "",
+        f"Top {top} functions by self time (wall time; idle in the event loop included):",
+        "",
+        "| self s | share | function |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {t:.2f} | {t / duration:.1%} | `{w}` |" for t, w in found["self"]]
+    lines += [
+        "",
+        "trackflow's own code by inclusive time (what runs below it, awaits excluded):",
+        "",
+        "| inclusive s | share | function |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {t:.2f} | {t / duration:.1%} | `{w}` |" for t, w in found["project"]]
+    return [*lines, ""]
+
+
+def render_text(session_path: Path, out: Path) -> None:
     from pyinstrument.renderers import ConsoleRenderer
     from pyinstrument.session import Session
 
@@ -112,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="bench: %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries while topics settle
-    _ensure_pyinstrument()
+    ensure_pyinstrument()
     loadgen = build_loadgen(say)
     stack = BenchStack(say, keep=args.keep)
     sessions = {
@@ -121,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         stack.start()
-        worker = _profiled(stack.worker(), sessions["worker"])
-        gateway = _profiled(stack.gateway(), sessions["gateway"])
+        worker = profiled(stack.worker(), sessions["worker"])
+        gateway = profiled(stack.gateway(), sessions["gateway"])
         say("starting worker and gateway under pyinstrument")
         worker.start()
         gateway.start()
@@ -151,29 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in sessions.items():
             if not path.is_file():
                 raise RuntimeError(f"pyinstrument wrote no session for the {name}")
-            _render_text(path, args.out / f"profile-{name}.txt")
-            found = _times(path, args.top)
-            duration, cpu = found["duration"], found["cpu_time"]
-            report += [
-                f"## {name}: {duration:.0f} s wall, {cpu:.0f} s CPU"
-                f" ({cpu / duration:.0%} of a core)",
-                "",
-                f"Top {args.top} functions by self time"
-                " (wall time; idle in the event loop included):",
-                "",
-                "| self s | share | function |",
-                "|---|---|---|",
-            ]
-            report += [f"| {t:.2f} | {t / duration:.1%} | `{w}` |" for t, w in found["self"]]
-            report += [
-                "",
-                "trackflow's own code by inclusive time (what runs below it, awaits excluded):",
-                "",
-                "| inclusive s | share | function |",
-                "|---|---|---|",
-            ]
-            report += [f"| {t:.2f} | {t / duration:.1%} | `{w}` |" for t, w in found["project"]]
-            report.append("")
+            render_text(path, args.out / f"profile-{name}.txt")
+            report += profile_section(name, path, args.top)
         (args.out / "profile.md").write_text("\n".join(report))
         say(f"wrote {args.out}/profile.md and profile-gateway.txt, profile-worker.txt")
     finally:

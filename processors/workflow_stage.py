@@ -211,9 +211,6 @@ def _outgoing(plan: BatchPlan, result: WorkflowResult, now: datetime) -> None:
             )
 
 
-_PROFILE_ACTIONS = frozenset(
-    {"tag", "untag", "set_trait", "unset_trait", "increment_trait", "append_trait"}
-)
 _NO_PROFILE = "a profile-less event has no profile to change"
 
 
@@ -246,6 +243,7 @@ _DONE_STATUS = {
     "webhook": "queued",
     "produce": "produced",
 }
+_PROFILE_ACTIONS = frozenset(kind for kind, done in _DONE_STATUS.items() if done == "applied")
 
 
 def outcome_rows(

@@ -516,7 +516,9 @@ async def produce(
     return results
 
 
-async def _partitions(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list[TopicPartition]:
+async def topic_partitions(
+    admin: AIOKafkaAdminClient, topics: Sequence[str]
+) -> list[TopicPartition]:
     described = await admin.describe_topics(list(topics))
     return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
 
@@ -531,7 +533,7 @@ async def _offsets(
     try:
         await consumer.start()
         try:
-            partitions = await _partitions(admin, topics)
+            partitions = await topic_partitions(admin, topics)
             ends = await consumer.end_offsets(partitions)
             committed: dict[TopicPartition, int] = {}
             if group is not None:

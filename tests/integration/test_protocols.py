@@ -17,7 +17,7 @@ import httpx
 import orjson
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from segment import analytics as segment_analytics
 from snowplow_tracker.emitters import Emitter
@@ -31,6 +31,7 @@ from snowplow_tracker.tracker import Tracker
 from ingest_gateway.segment import profile_id_for_user
 from schemas.topics import EVENTS_RAW
 from tests.integration.conftest import Pipeline
+from tests.integration.faults import topic_partitions
 from tests.integration.harness import cli, poll
 
 SEGMENT_COLUMNS = (
@@ -383,10 +384,9 @@ async def _raw_keys(bootstrap: str, event_ids: set[str]) -> set[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        [described] = await admin.describe_topics([EVENTS_RAW])
+        partitions = await topic_partitions(admin, [EVENTS_RAW])
     finally:
         await admin.close()
-    partitions = [TopicPartition(EVENTS_RAW, p["partition"]) for p in described["partitions"]]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
